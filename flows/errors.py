@@ -1,0 +1,52 @@
+"""Domain errors: raised by the library, turned into one line and an exit code at the CLI edge.
+
+Exit codes (also in docs/exit-codes.md):
+  0  success
+  1  a run finished but one or more tables failed
+  2  bad input: configuration, unknown table, invalid option
+  3  a database (source or target) cannot be reached
+  4  the Prefect API cannot be reached or refused a request
+  5  data check failed (row counts differ between source and target)
+"""
+
+
+class EtlError(Exception):
+    """Base of every error a user can act on; the message says what is wrong and how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(EtlError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+class UnknownTableError(EtlError):
+    """A table named in the configuration or on the command line does not exist in the source."""
+
+
+class UnsupportedError(EtlError):
+    """A database dialect or column type that this version cannot move faithfully."""
+
+
+class DatabaseUnreachableError(EtlError):
+    """The source or target database refused the connection."""
+
+    exit_code = 3
+
+
+class PrefectUnavailableError(EtlError):
+    """The Prefect API is down or answered with an error."""
+
+    exit_code = 4
+
+
+class RowCountMismatchError(EtlError):
+    """The loaded row count differs from the source's; the load was rolled back."""
+
+    exit_code = 5
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The part of an error worth a log line or a state row: drivers append SQL and parameters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

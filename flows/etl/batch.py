@@ -1,0 +1,49 @@
+"""Several tables in this process, one after the other: `etlctl load`, and the step's own tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flows.config import Config
+from flows.errors import UnknownTableError, first_line
+from flows.etl.engines import check_connection, make_engine
+from flows.etl.plan import select_tables
+from flows.etl.state import TableResult
+from flows.etl.step import run_table
+
+
+def new_batch_id() -> str:
+    """Sortable and readable in `etlctl status`: the UTC time the batch started."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def run_tables(config: Config, names: list[str], batch_id: str | None = None) -> list[TableResult]:
+    """Run each table; a failed table is recorded and reported, and the others still run.
+
+    Unknown table names fail before anything moves, so a typo changes nothing in the target.
+    """
+    source = make_engine(config.source_url, "source")
+    target = make_engine(config.target_url, "target")
+    try:
+        check_connection(source, "source")
+        check_connection(target, "target")
+        selected = select_tables(config, source)
+    finally:
+        source.dispose()
+        target.dispose()
+    unknown = [n for n in names if n not in selected]
+    if unknown:
+        raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
+    batch = batch_id or new_batch_id()
+    results = []
+    for name in names or selected:
+        try:
+            results.append(run_table(config, name, batch))
+        except Exception as exc:
+            results.append(_failed(config, name, batch, exc))
+    return results
+
+
+def _failed(config: Config, name: str, batch: str, exc: Exception) -> TableResult:
+    mode = config.options_for(name).mode
+    return TableResult(name, mode, batch, outcome="failed", error=first_line(exc))

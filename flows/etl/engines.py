@@ -1,0 +1,63 @@
+"""Engines for the step: one place that knows the per-dialect settings that make loads safe.
+
+SQLite needs three things to be a sound source and target under several concurrent workers: a long
+busy timeout, real `BEGIN` statements (pysqlite otherwise defers them and splits a transaction's
+DDL from its DML), and `BEGIN IMMEDIATE` on the target so two writers queue instead of deadlocking.
+PostgreSQL sources read in REPEATABLE READ so a table's row count and its rows share one snapshot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from flows.errors import DatabaseUnreachableError
+
+Role = Literal["source", "target"]
+SQLITE_BUSY_SECONDS = 300
+
+
+def make_engine(url: URL, role: Role) -> Engine:
+    """An engine for `role`; connections are not pooled because one process moves one table."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, role)
+    options: dict[str, object] = {"poolclass": NullPool}
+    if role == "source" and url.get_backend_name() == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    return create_engine(url, **options)
+
+
+def check_connection(engine: Engine, role: Role) -> None:
+    """Fail early with one line naming the database (password masked) instead of a traceback."""
+    database = engine.url.database
+    is_file_source = engine.url.get_backend_name() == "sqlite" and role == "source"
+    if is_file_source and database and database != ":memory:" and not Path(database).is_file():
+        raise DatabaseUnreachableError(f"source database file {database} does not exist")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnreachableError(f"cannot connect to {role} database {engine.url}: {reason}") from None
+
+
+def _sqlite_engine(url: URL, role: Role) -> Engine:
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    begin = "BEGIN IMMEDIATE" if role == "target" else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        if role == "target":
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine

@@ -1,0 +1,166 @@
+"""Per-table state in the target database, written in the same transaction as the rows it describes.
+
+`_etlctl_state` holds one row per table (the watermark and the last outcome); `_etlctl_runs` holds one
+row per table per batch, for `etlctl status` and the cleanup flows. Keeping both in the target means
+a rolled-back load also rolls back its watermark: the state can never run ahead of the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
+
+STATE_TABLE = "_etlctl_state"
+RUNS_TABLE = "_etlctl_runs"
+
+
+def state_tables(schema: str | None) -> tuple[Table, Table]:
+    """The two bookkeeping tables, bound to the target schema."""
+    meta = MetaData(schema=schema)
+    state = Table(
+        STATE_TABLE,
+        meta,
+        Column("table_name", String(255), primary_key=True),
+        Column("mode", String(16), nullable=False),
+        Column("watermark", Text),
+        Column("rows_read", Integer, nullable=False),
+        Column("rows_written", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("batch_id", String(64)),
+        Column("outcome", String(16), nullable=False),
+        Column("error", Text),
+        Column("updated_at", DateTime, nullable=False),
+    )
+    runs = Table(
+        RUNS_TABLE,
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("batch_id", String(64), index=True),
+        Column("table_name", String(255), nullable=False),
+        Column("mode", String(16), nullable=False),
+        Column("rows_read", Integer, nullable=False),
+        Column("rows_written", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("watermark_before", Text),
+        Column("watermark_after", Text),
+        Column("outcome", String(16), nullable=False),
+        Column("error", Text),
+        Column("worker", String(255)),
+        Column("finished_at", DateTime, nullable=False),
+    )
+    return state, runs
+
+
+@dataclass
+class TableResult:
+    """What one table run did; the flows return it and the CLI prints it."""
+
+    table: str
+    mode: str
+    batch_id: str | None
+    rows_read: int = 0
+    rows_written: int = 0
+    seconds: float = 0.0
+    watermark_before: Any = None
+    watermark_after: Any = None
+    outcome: str = "success"
+    error: str | None = None
+    worker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, so it can travel as a Prefect result or a `--json` line."""
+        data = dict(self.__dict__)
+        data["watermark_before"] = encode_watermark(self.watermark_before)
+        data["watermark_after"] = encode_watermark(self.watermark_after)
+        return data
+
+
+def encode_watermark(value: Any) -> str | None:
+    """Text that `decode_watermark` turns back into the same value for the cursor's type."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value) if not isinstance(value, float) else repr(value)
+
+
+def decode_watermark(text: str | None, python_type: type) -> Any:
+    """The stored watermark as a value comparable with the cursor column."""
+    if text is None:
+        return None
+    if python_type is dt.datetime:
+        return dt.datetime.fromisoformat(text)
+    if python_type is dt.date:
+        return dt.date.fromisoformat(text)
+    if python_type is dt.time:
+        return dt.time.fromisoformat(text)
+    if python_type in (int, float, Decimal):
+        return python_type(text)
+    return text
+
+
+def read_watermark(conn: Connection, state: Table, table: str) -> str | None:
+    return conn.execute(select(state.c.watermark).where(state.c.table_name == table)).scalar_one_or_none()
+
+
+def record(conn: Connection, state: Table, runs: Table, result: TableResult) -> None:
+    """Write the table's state and its run row; call inside the transaction that moved the data."""
+    save_state(conn, state, result)
+    now = _utcnow()
+    row = result.to_dict()
+    conn.execute(
+        insert(runs).values(
+            batch_id=result.batch_id,
+            table_name=result.table,
+            mode=result.mode,
+            rows_read=result.rows_read,
+            rows_written=result.rows_written,
+            seconds=result.seconds,
+            watermark_before=row["watermark_before"],
+            watermark_after=row["watermark_after"],
+            outcome=result.outcome,
+            error=result.error,
+            worker=result.worker,
+            finished_at=now,
+        )
+    )
+
+
+def save_state(conn: Connection, state: Table, result: TableResult) -> None:
+    """Replace the table's state row; an incremental load calls it with every committed chunk."""
+    conn.execute(delete(state).where(state.c.table_name == result.table))
+    conn.execute(
+        insert(state).values(
+            table_name=result.table,
+            mode=result.mode,
+            watermark=encode_watermark(result.watermark_after),
+            rows_read=result.rows_read,
+            rows_written=result.rows_written,
+            seconds=result.seconds,
+            batch_id=result.batch_id,
+            outcome=result.outcome,
+            error=result.error,
+            updated_at=_utcnow(),
+        )
+    )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -1,0 +1,183 @@
+"""`run_table`: the unit of work of every flow run, moving one table from source to target.
+
+    result = run_table(load_config("etlctl.toml"), "orders", batch_id="2026-11-28")
+
+Full mode reads a snapshot of the table, stages it, checks the row count and swaps it in with its
+state row in one transaction. Incremental mode reads rows at or after the stored watermark in cursor
+order and commits each chunk together with the watermark it reached, so a crash at any point resumes
+without losing or duplicating a row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Connection, Engine, Table
+
+from flows.config import Config, TableOptions
+from flows.errors import RowCountMismatchError, first_line
+from flows.etl import state as st
+from flows.etl.engines import check_connection, make_engine
+from flows.etl.plan import primary_key_for, reflect_table
+from flows.etl.reader import count_rows, source_query, stream_chunks
+from flows.etl.writer import (
+    create_staging,
+    ensure_target,
+    insert_rows,
+    swap_in,
+    target_table,
+    upsert_rows,
+)
+
+ChunkHook = Callable[[int], None]
+
+
+def run_table(
+    config: Config,
+    table: str,
+    batch_id: str | None = None,
+    *,
+    worker: str | None = None,
+    on_chunk: ChunkHook | None = None,
+) -> st.TableResult:
+    """Move `table`; raise on failure after recording it, so the caller's retries can act.
+
+    `on_chunk(rows_read)` is called after every chunk, for progress reporting.
+    """
+    options = config.options_for(table)
+    source_engine = make_engine(config.source_url, "source")
+    target_engine = make_engine(config.target_url, "target")
+    check_connection(source_engine, "source")
+    check_connection(target_engine, "target")
+    state, runs = st.state_tables(config.target_schema)
+    result = st.TableResult(table, options.mode, batch_id, worker=worker)
+    started = time.monotonic()
+
+    def finish(conn: Connection, done: st.TableResult) -> None:
+        done.seconds = time.monotonic() - started
+        st.record(conn, state, runs, done)
+
+    try:
+        with source_engine.connect() as src, src.begin(), target_engine.connect() as tgt:
+            source = reflect_table(src, table, config.source_schema)
+            key = primary_key_for(source, options)
+            target = target_table(
+                source,
+                src.dialect,
+                tgt.dialect,
+                key if options.mode == "incremental" else (),
+                config.target_schema,
+            )
+            with tgt.begin():
+                state.metadata.create_all(tgt)
+                stored = st.read_watermark(tgt, state, table)
+            if options.mode == "incremental":
+                cursor_type = source.c[options.cursor].type.python_type
+                result.watermark_before = st.decode_watermark(stored, cursor_type)
+                load = _Incremental(src, tgt, source, target, options, on_chunk)
+                result = load.run(result, key, state, finish)
+            else:
+                result = _Full(src, tgt, source, target, options, on_chunk).run(result, finish)
+    except Exception as exc:
+        result.outcome = "failed"
+        result.error = first_line(exc)
+        result.seconds = time.monotonic() - started
+        _record_failure(target_engine, state, runs, result)
+        raise
+    finally:
+        source_engine.dispose()
+        target_engine.dispose()
+    return result
+
+
+Finish = Callable[[Connection, st.TableResult], None]
+
+
+@dataclass
+class _Load:
+    src: Connection
+    tgt: Connection
+    source: Table
+    target: Table
+    options: TableOptions
+    on_chunk: ChunkHook | None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.source.columns]
+
+    def progress(self, rows_read: int) -> None:
+        if self.on_chunk:
+            self.on_chunk(rows_read)
+
+
+class _Full(_Load):
+    def run(self, result: st.TableResult, finish: Finish) -> st.TableResult:
+        query = source_query(self.source)
+        expected = count_rows(self.src, query)
+        with self.tgt.begin():
+            staging = create_staging(self.tgt, self.target)
+        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+            with self.tgt.begin():
+                insert_rows(self.tgt, staging, self.names, chunk)
+            result.rows_read += len(chunk)
+            self.progress(result.rows_read)
+        with self.tgt.begin():
+            ensure_target(self.tgt, self.target)
+            loaded = swap_in(self.tgt, staging, self.target)
+            if loaded != expected or result.rows_read != expected:
+                raise RowCountMismatchError(
+                    f"table {self.source.name!r}: source has {expected} rows, read "
+                    f"{result.rows_read}, staged {loaded}; target left unchanged"
+                )
+            result.rows_written = loaded
+            finish(self.tgt, result)
+        return result
+
+
+class _Incremental(_Load):
+    def run(
+        self, result: st.TableResult, key: tuple[str, ...], state: Table, finish: Finish
+    ) -> st.TableResult:
+        cursor = self.options.cursor
+        at = self.names.index(cursor)
+        with self.tgt.begin():
+            ensure_target(self.tgt, self.target)
+        result.watermark_after = result.watermark_before
+        query = source_query(self.source, cursor, result.watermark_before)
+        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+            seen = [row[at] for row in chunk if row[at] is not None]
+            pending = replace(
+                result,
+                rows_read=result.rows_read + len(chunk),
+                watermark_after=max([*seen, *_present(result.watermark_after)], default=None),
+                outcome="running",
+            )
+            with self.tgt.begin():
+                pending.rows_written += upsert_rows(self.tgt, self.target, key, self.names, chunk)
+                st.save_state(self.tgt, state, pending)
+            # Only what committed counts: a failure records the watermark this chunk reached.
+            result.rows_read = pending.rows_read
+            result.rows_written = pending.rows_written
+            result.watermark_after = pending.watermark_after
+            self.progress(result.rows_read)
+        result.outcome = "success"
+        with self.tgt.begin():
+            finish(self.tgt, result)
+        return result
+
+
+def _present(value: object) -> list[object]:
+    return [] if value is None else [value]
+
+
+def _record_failure(engine: Engine, state: Table, runs: Table, result: st.TableResult) -> None:
+    """Best effort: a target that cannot be reached cannot record why it cannot be reached."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            state.metadata.create_all(conn)
+            st.record(conn, state, runs, result)
+    except Exception:
+        return  # the original error, re-raised by run_table, is what the caller must see
