@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -89,7 +90,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {resolved} not found (pass --config or set {CONFIG_ENV})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {resolved} is not valid TOML: {exc}") from None
+    urls = {
+        key: raw.get(key, {}).get("url") for key in ("source", "target") if isinstance(raw.get(key), dict)
+    }
     raw = _expand_env(raw)
+    for key, url in urls.items():
+        raw[key]["url"] = _expand_env(url, quote_values=True)
     _only(raw, {"source", "target", "tables", "table", "prefect"}, "the config file")
     source = _section(raw, "source", required=True)
     target = _section(raw, "target", required=True)
@@ -124,9 +130,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     )
 
 
-def _expand_env(value: Any) -> Any:
+def _expand_env(value: Any, quote_values: bool = False) -> Any:
+    """Replace ${NAME} everywhere; inside URLs the value is %-quoted so any password parses."""
     if isinstance(value, str):
-        return _ENV_REF.sub(_env_value, value)
+        return _ENV_REF.sub(lambda m: _env_value(m.group(1), quote_values), value)
     if isinstance(value, dict):
         return {k: _expand_env(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -134,11 +141,10 @@ def _expand_env(value: Any) -> Any:
     return value
 
 
-def _env_value(match: re.Match[str]) -> str:
-    name = match.group(1)
+def _env_value(name: str, quote_values: bool) -> str:
     if name not in os.environ:
         raise ConfigError(f"environment variable {name} is referenced in the config but not set")
-    return os.environ[name]
+    return quote(os.environ[name], safe="") if quote_values else os.environ[name]
 
 
 def _section(raw: dict[str, Any], key: str, required: bool = False) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import datetime as dt
 from flows.config import Config
 from flows.errors import UnknownTableError, first_line
 from flows.etl.engines import check_connection, make_engine
-from flows.etl.plan import select_tables
+from flows.etl.plan import plan_tables, select_tables
 from flows.etl.state import TableResult
 from flows.etl.step import run_table
 
@@ -28,12 +28,13 @@ def run_tables(config: Config, names: list[str], batch_id: str | None = None) ->
         check_connection(source, "source")
         check_connection(target, "target")
         selected = select_tables(config, source)
+        unknown = [n for n in names if n not in selected]
+        if unknown:
+            raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
+        plan_tables(config, source, names or selected, estimate=False)
     finally:
         source.dispose()
         target.dispose()
-    unknown = [n for n in names if n not in selected]
-    if unknown:
-        raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
     batch = batch_id or new_batch_id()
     results = []
     for name in names or selected:

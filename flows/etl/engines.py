@@ -13,10 +13,10 @@ from typing import Literal
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
-from flows.errors import DatabaseUnreachableError
+from flows.errors import ConfigError, DatabaseUnreachableError, first_line
 
 Role = Literal["source", "target"]
 SQLITE_BUSY_SECONDS = 300
@@ -24,12 +24,17 @@ SQLITE_BUSY_SECONDS = 300
 
 def make_engine(url: URL, role: Role) -> Engine:
     """An engine for `role`; connections are not pooled because one process moves one table."""
-    if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, role)
-    options: dict[str, object] = {"poolclass": NullPool}
-    if role == "source" and url.get_backend_name() == "postgresql":
-        options["isolation_level"] = "REPEATABLE READ"
-    return create_engine(url, **options)
+    try:
+        if url.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, role)
+        options: dict[str, object] = {"poolclass": NullPool}
+        if role == "source" and url.get_backend_name() == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        return create_engine(url, **options)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"{role} url {url}: no installed driver for {url.drivername!r} ({first_line(exc)})"
+        ) from None
 
 
 def check_connection(engine: Engine, role: Role) -> None:

@@ -74,8 +74,13 @@ def primary_key_for(table: Table, options: TableOptions) -> tuple[str, ...]:
     return key
 
 
-def plan_tables(config: Config, engine: Engine, names: list[str] | None = None) -> list[TablePlan]:
-    """Plans for `names` (default: every selected table) with row estimates, for display."""
+def plan_tables(
+    config: Config, engine: Engine, names: list[str] | None = None, estimate: bool = True
+) -> list[TablePlan]:
+    """Plans for `names` (default: every selected table), each checked against the source schema.
+
+    Checking every table before the first one moves keeps a typo from leaving half a batch loaded.
+    """
     wanted = names if names is not None else select_tables(config, engine)
     plans = []
     with engine.connect() as conn:
@@ -83,7 +88,8 @@ def plan_tables(config: Config, engine: Engine, names: list[str] | None = None) 
             table = reflect_table(conn, name, config.source_schema)
             options = config.options_for(name)
             key = primary_key_for(table, options)
-            plans.append(TablePlan(name, options, key, estimate_rows(conn, table)))
+            rows = estimate_rows(conn, table) if estimate else None
+            plans.append(TablePlan(name, options, key, rows))
     return plans
 
 
