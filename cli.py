@@ -7,27 +7,43 @@ docs/exit-codes.md.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from flows.config import Config, load_config
+from flows.config import CONFIG_ENV, Config, load_config
 from flows.errors import EtlError
 
 
 class Settings:
     """What every command shares, loaded on first use so `--help` never touches the config."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, state_dir: str | None) -> None:
         self.config_path = config_path
+        self.state_dir = state_dir
         self._config: Config | None = None
 
     @property
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
+            os.environ[CONFIG_ENV] = str(self._config.path)  # flows and workers read the same file
         return self._config
+
+    @property
+    def state(self) -> Path:
+        from flows.fleet.environment import state_dir
+
+        return state_dir(self.state_dir)
+
+    def connect(self) -> str:
+        """Settle the Prefect API before anything imports prefect; returns its URL."""
+        from flows.fleet.environment import connect
+
+        return connect(self.state)
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -51,11 +67,23 @@ class EtlGroup(click.Group):
     type=click.Path(dir_okay=False),
     help="Configuration file [env ETLCTL_CONFIG; default ./etlctl.toml].",
 )
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Local Prefect server and logs [env ETLCTL_STATE_DIR; default ~/.local/state/etlctl].",
+)
 @click.version_option(package_name="etlctl")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
-    """Move tables from a source database to a target database, one Prefect flow run per table."""
-    ctx.obj = Settings(config_path)
+def main(ctx: click.Context, config_path: str | None, state_dir: str | None) -> None:
+    """Move tables from a source database to a target database, one Prefect flow run per table.
+
+    \b
+    One machine, from scratch:
+      etlctl server start && etlctl setup && etlctl deploy
+      etlctl workers start -n 3 &     # or supervisord / systemd, see docs/operations.md
+      etlctl run
+    """
+    ctx.obj = Settings(config_path, state_dir)
 
 
 @main.group("config")
@@ -87,3 +115,163 @@ def load(settings: Settings, tables: tuple[str, ...], batch_id: str | None) -> N
     results = run_tables(settings.config, list(tables), batch_id)
     print_results(results)
     sys.exit(1 if any(r.outcome != "success" for r in results) else 0)
+
+
+@main.group("server")
+def server_group() -> None:
+    """A local Prefect server (SQLite in the state directory) for one machine."""
+
+
+@server_group.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=4200, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--ui/--no-ui", default=True, show_default=True, help="Serve the Prefect UI too.")
+@click.option(
+    "--database-url",
+    envvar="ETLCTL_SERVER_DATABASE_URL",
+    help="Server database, e.g. postgresql+asyncpg://... [env ETLCTL_SERVER_DATABASE_URL; default SQLite].",
+)
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl+C stops the server.")
+@pass_settings
+def server_start(
+    settings: Settings, host: str, port: int, ui: bool, database_url: str | None, foreground: bool
+) -> None:
+    """Start the server in the background and record where it is, for the other commands."""
+    from flows.fleet.environment import server_home
+    from flows.fleet.server import start_server
+
+    handle = start_server(server_home(settings.state), port or None, host, database_url, ui=ui)
+    click.echo(f"Prefect server running: {handle.api_url} (pid {handle.pid})")
+    if ui:
+        click.echo(f"Prefect UI: {handle.api_url.removesuffix('/api')}")
+    if foreground:
+        from flows.fleet.server import wait_for_exit
+
+        wait_for_exit(handle)
+
+
+@server_group.command("stop")
+@pass_settings
+def server_stop(settings: Settings) -> None:
+    """Stop the server started by `etlctl server start` (from any shell)."""
+    from flows.fleet.environment import server_home
+    from flows.fleet.server import stop_server
+
+    click.echo("server stopped" if stop_server(server_home(settings.state)) else "no server was running")
+
+
+@main.command("setup")
+@pass_settings
+def setup(settings: Settings) -> None:
+    """Create the work pools and the `database` concurrency limit ($PREFECT_CONCURRENCY_LIMIT)."""
+    settings.connect()
+    from flows.fleet.prefect_setup import setup as do_setup
+
+    for line in do_setup(settings.config):
+        click.echo(line)
+
+
+@main.command("deploy")
+@pass_settings
+def deploy(settings: Settings) -> None:
+    """Create or update the four deployments (module entrypoints; no storage, no pull step)."""
+    settings.connect()
+    from flows.fleet.prefect_setup import deploy as do_deploy
+
+    for line in do_deploy(settings.config):
+        click.echo(line)
+
+
+@main.group("workers")
+def workers_group() -> None:
+    """Prefect workers on this machine."""
+
+
+@workers_group.command("start")
+@click.option(
+    "-n", "--count", type=click.IntRange(min=1), help="How many workers [default: [prefect] workers]."
+)
+@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Flow runs per worker at once; the per-table fan-out assumes 1.",
+)
+@click.option("--prefix", help="Worker names are PREFIX-01, PREFIX-02, ... [default: short host name].")
+@pass_settings
+def workers_start(
+    settings: Settings, count: int | None, pool: str | None, limit: int, prefix: str | None
+) -> None:
+    """Run N `prefect worker start` processes in the foreground, restarting any that dies.
+
+    Ctrl+C (or SIGTERM) stops them all, with their flow runs: no process is left behind.
+    """
+    api = settings.connect()
+    config = settings.config
+    from flows.fleet.workers import WorkerSupervisor
+
+    supervisor = WorkerSupervisor(
+        pool or config.prefect.table_pool,
+        count or config.prefect.workers,
+        limit=limit,
+        prefix=prefix,
+        extra_env={"PREFECT_API_URL": api, CONFIG_ENV: str(config.path)},
+        log_dir=settings.state / "logs",
+    )
+    click.echo(
+        f"starting {len(supervisor.workers())} workers on pool {supervisor.pool}; logs in "
+        f"{settings.state / 'logs'}; Ctrl+C stops them"
+    )
+    supervisor.run_forever()
+
+
+@main.command("run")
+@click.argument("tables", nargs=-1)
+@pass_settings
+def run(settings: Settings, tables: tuple[str, ...]) -> None:
+    """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
+
+    Exits 0 when every table loaded, 1 when any failed.
+    """
+    settings.connect()
+    config = settings.config
+    from flows.report import print_results
+    from flows.run import run_batch
+
+    report = run_batch(config, list(tables))
+    print_results(report.results)
+    click.echo(f"batch {report.batch_id}: {report.message}")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command("status")
+@click.option("--batches", type=click.IntRange(min=1), default=5, show_default=True)
+@pass_settings
+def status(settings: Settings, batches: int) -> None:
+    """Recent batches, and each table's outcome in the latest one (from the target's history)."""
+    from flows.report import print_status
+
+    print_status(settings.config, batches)
+
+
+@main.command("demo")
+@click.option("--workers", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--big-rows",
+    type=click.IntRange(min=0),
+    default=200_000,
+    show_default=True,
+    help="Rows in the sample's largest table.",
+)
+@click.option("--keep", is_flag=True, help="Leave the Prefect server running afterwards, for the UI.")
+@pass_settings
+def demo(settings: Settings, workers: int, big_rows: int, keep: bool) -> None:
+    """Everything on this machine from scratch: sample source, server, workers, a full run.
+
+    Uses <state-dir>/demo and ignores --config. Exits 0 when every table arrived intact.
+    """
+    from flows.demo import run_demo
+
+    sys.exit(0 if run_demo(settings.state / "demo", workers, big_rows, keep) else 1)

@@ -10,6 +10,7 @@ from flows.config import Config
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import plan_tables
 from flows.etl.state import TableResult
+from flows.history import recent_batches
 
 
 def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -71,3 +72,21 @@ def print_results(results: Sequence[TableResult]) -> None:
     failed = [r.table for r in results if r.outcome != "success"]
     summary = f"{len(results) - len(failed)} of {len(results)} tables succeeded"
     click.echo(summary + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+
+def print_status(config: Config, limit: int) -> None:
+    """`etlctl status`: one line per recent batch, then the latest batch table by table."""
+    batches = recent_batches(config, limit)
+    if not batches:
+        click.echo(f"no batch has run against {config.target_url} yet")
+        return
+    rows = []
+    for batch_id, results in batches:
+        failed = [r.table for r in results if r.outcome != "success"]
+        rows.append(
+            (batch_id, len(results), len(failed), sum(r.rows_written for r in results), ", ".join(failed))
+        )
+    click.echo(table_text(("batch", "tables", "failed", "rows written", "failed tables"), rows))
+    latest, results = batches[0]
+    click.echo(f"\nbatch {latest}:")
+    print_results(results)

@@ -23,16 +23,32 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
 )
 
 STATE_TABLE = "_etlctl_state"
 RUNS_TABLE = "_etlctl_runs"
+BATCHES_TABLE = "_etlctl_batches"
+
+
+def batches_table(schema: str | None) -> Table:
+    """One row per orchestrator run, written by the second cleanup flow when the batch is over."""
+    return Table(
+        BATCHES_TABLE,
+        MetaData(schema=schema),
+        Column("batch_id", String(64), primary_key=True),
+        Column("tables", Integer, nullable=False),
+        Column("succeeded", Integer, nullable=False),
+        Column("failed", Text),
+        Column("rows_written", Integer, nullable=False),
+        Column("finished_at", DateTime, nullable=False),
+    )
 
 
 def state_tables(schema: str | None) -> tuple[Table, Table]:
-    """The two bookkeeping tables, bound to the target schema."""
+    """The per-table bookkeeping tables, bound to the target schema."""
     meta = MetaData(schema=schema)
     state = Table(
         STATE_TABLE,
@@ -164,3 +180,36 @@ def save_state(conn: Connection, state: Table, result: TableResult) -> None:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def batch_results(conn: Connection, runs: Table, batch_id: str) -> list[TableResult]:
+    """The last attempt of every table in a batch, in table order."""
+    rows = conn.execute(select(runs).where(runs.c.batch_id == batch_id).order_by(runs.c.id)).mappings()
+    latest = {row["table_name"]: row for row in rows}
+    return [
+        TableResult(
+            table=name,
+            mode=row["mode"],
+            batch_id=batch_id,
+            rows_read=row["rows_read"],
+            rows_written=row["rows_written"],
+            seconds=row["seconds"],
+            watermark_before=row["watermark_before"],
+            watermark_after=row["watermark_after"],
+            outcome=row["outcome"],
+            error=row["error"],
+            worker=row["worker"],
+        )
+        for name, row in sorted(latest.items())
+    ]
+
+
+def recent_batch_ids(conn: Connection, runs: Table, limit: int) -> list[str]:
+    """The newest batches first, by when their last table finished."""
+    query = (
+        select(runs.c.batch_id)
+        .group_by(runs.c.batch_id)
+        .order_by(func.max(runs.c.finished_at).desc())
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())

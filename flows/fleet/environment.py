@@ -1,0 +1,51 @@
+"""Where this host keeps its files and which Prefect API it talks to; settled before `import prefect`.
+
+Prefect reads its settings when it is first imported, so the CLI calls `connect()` first and imports
+the flows afterwards. The API is $PREFECT_API_URL when set (a fleet), else the server that
+`etlctl server start` recorded in the state directory (one machine). Never an ephemeral server: a
+run that nobody else can see would defeat the point of the fleet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from flows.errors import PrefectUnavailableError
+from flows.fleet.server import read_server_state
+
+STATE_ENV = "ETLCTL_STATE_DIR"
+API_ENV = "PREFECT_API_URL"
+
+
+def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--state-dir, else $ETLCTL_STATE_DIR, else $XDG_STATE_HOME/etlctl (~/.local/state/etlctl)."""
+    if explicit or os.environ.get(STATE_ENV):
+        return Path(explicit or os.environ[STATE_ENV]).expanduser().resolve()
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "etlctl"
+
+
+def server_home(state: Path) -> Path:
+    return state / "prefect"
+
+
+def connect(state: Path, check: bool = True) -> str:
+    """Point this process (and the workers it starts) at the Prefect API; fail with exit 4 if none."""
+    running = read_server_state(server_home(state))
+    url = os.environ.get(API_ENV) or (running["url"] if running else None)
+    if not url:
+        raise PrefectUnavailableError(
+            f"no Prefect API: set {API_ENV}, or start a local server with `etlctl server start` "
+            f"(state directory {state})"
+        )
+    os.environ[API_ENV] = url
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if check:
+        try:
+            httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise PrefectUnavailableError(f"cannot reach the Prefect API at {url}: {exc}") from None
+    return url

@@ -1,0 +1,214 @@
+"""The supervisor behind `etlctl workers start`: N named `prefect worker start` processes, kept alive.
+
+Stopping is not "send SIGTERM" because of how Prefect 3.9 workers behave (checked on this machine):
+the first SIGTERM/SIGINT to a worker is swallowed and the second SIGKILLs it alone; its flow-run
+processes have sessions of their own and write their logs into a pipe read by the worker. A flow
+run that gets SIGTERM reports itself Crashed only while that pipe still has its reader: once the
+worker is gone the run stays Running for ever. So `stop` freezes each worker (SIGSTOP: it claims
+nothing new and keeps its pipes open), SIGTERMs the process group of each of its descendants, waits
+for them, then SIGKILLs the workers and anything still left.
+
+A worker that dies on its own (kill -9, OOM) orphans its flow runs; they run on and report their
+end themselves. A stop kills those too, and they stay Running in Prefect: the zombie-run check
+(flow-run heartbeats) has to mark them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from flows.errors import ConfigError
+from flows.fleet.server import is_alive, prefect_executable, signal_groups, wait_gone
+
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 60.0
+STOP_TIMEOUT = 15.0
+WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
+# Prefect polls every 10 s by default; a table waits that long for a free worker. 2 s costs the
+# server one cheap query per worker every 2 s and takes most of the idle out of a batch.
+QUERY_ENV = "PREFECT_WORKER_QUERY_SECONDS"
+DEFAULT_QUERY_SECONDS = "2"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Worker:
+    name: str
+    process: psutil.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = MIN_BACKOFF
+    restart_at: float | None = None
+    runs: list[psutil.Process] = field(default_factory=list)
+
+
+class WorkerSupervisor:
+    """Keep `count` process workers named `<prefix>-NN` polling `pool`; restart any that dies."""
+
+    def __init__(
+        self,
+        pool: str,
+        count: int,
+        limit: int = 1,
+        prefix: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        if count < 1 or limit < 1:
+            raise ConfigError("the number of workers and their --limit must be at least 1")
+        self.pool = pool
+        self.limit = limit
+        self.extra_env = dict(extra_env or {})
+        self.log_dir = Path(log_dir) if log_dir else None
+        prefix = prefix or socket.gethostname().split(".")[0]
+        self._workers = [_Worker(f"{prefix}-{i:02d}") for i in range(1, count + 1)]
+        self._orphans: list[psutil.Process] = []
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start every worker that is not running yet."""
+        with self._lock:
+            for worker in self._workers:
+                if worker.process is None and not self._stopped:
+                    self._spawn(worker)
+
+    def check(self) -> None:
+        """One pass: remember each live worker's flow runs, restart dead workers whose backoff is over."""
+        with self._lock:
+            if self._stopped:
+                return
+            now = time.monotonic()
+            for worker in self._workers:
+                if worker.process is None:
+                    continue
+                if worker.restart_at is None:
+                    if worker.process.poll() is None:
+                        worker.runs = _descendants(worker.process)
+                        continue
+                    self._note_exit(worker, now)
+                if now >= worker.restart_at:
+                    worker.restarts += 1
+                    self._spawn(worker)
+            self._orphans = [p for p in self._orphans if is_alive(p)]
+
+    def run_forever(self, tick: float = 1.0) -> None:
+        """Start, supervise until SIGINT/SIGTERM/SIGHUP or `stop()`, then stop everything."""
+        previous = self._trap_signals()
+        try:
+            self.start()
+            while not self._stop_requested.wait(tick):
+                self.check()
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every worker and its flow runs so that none of them is left; safe to repeat."""
+        self._stop_requested.set()
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            workers = [w.process for w in self._workers if w.process and w.process.poll() is None]
+            for process in workers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGSTOP)
+            runs = self._orphans + [p for w in workers for p in _descendants(w)]
+            signal_groups(runs, signal.SIGTERM)
+            left = wait_gone(runs, timeout)
+            if left:
+                log.warning("flow-run processes %s ignored SIGTERM; killing", [p.pid for p in left])
+            signal_groups([*workers, *left], signal.SIGKILL)
+            for process in workers:
+                process.wait()
+            wait_gone(left, 5.0)
+            log.info("stopped %d workers and %d flow-run processes", len(workers), len(runs))
+
+    def workers(self) -> list[tuple[str, int | None, int]]:
+        """(name, pid or None while waiting to restart, restarts so far) for each worker."""
+        with self._lock:
+            return [
+                (w.name, w.process.pid if w.process and w.process.poll() is None else None, w.restarts)
+                for w in self._workers
+            ]
+
+    def _spawn(self, worker: _Worker) -> None:
+        command = [prefect_executable(), "worker", "start", "--pool", self.pool]
+        command += ["--limit", str(self.limit), "--name", worker.name, "--type", "process"]
+        env = {
+            QUERY_ENV: DEFAULT_QUERY_SECONDS,
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+            WORKER_ENV: worker.name,
+        }
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{worker.name}.log").open("ab")
+        try:
+            worker.process = psutil.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()
+        worker.started = time.monotonic()
+        worker.restart_at = None
+        worker.runs = []
+        log.info("worker %s started (pid %d)", worker.name, worker.process.pid)
+
+    def _note_exit(self, worker: _Worker, now: float) -> None:
+        if now - worker.started >= STABLE_AFTER:
+            worker.backoff = MIN_BACKOFF
+        worker.restart_at = now + worker.backoff
+        log.warning(
+            "worker %s (pid %d) exited with code %s; restarting in %.0f s",
+            worker.name,
+            worker.process.pid,
+            worker.process.returncode,
+            worker.backoff,
+        )
+        worker.backoff = min(worker.backoff * 2, MAX_BACKOFF)
+        # Its flow runs carry on without it; remembered so that they do not outlive a stop.
+        self._orphans += [p for p in worker.runs if is_alive(p)]
+        worker.runs = []
+
+    def _trap_signals(self) -> dict[int, Any]:
+        """Turn SIGINT/SIGTERM/SIGHUP into a stop request; only the main thread may set handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, lambda *_: self._stop_requested.set())
+        return previous
+
+
+def _descendants(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []

@@ -1,0 +1,154 @@
+"""The orchestrator flow, `main-etl-job`: one table flow run per table, then the two cleanups.
+
+    etlctl run            # in this process, as cron or a systemd timer runs it
+    prefect deployment run main-etl-job/main-etl-deployment   # on a worker of the orchestrator pool
+
+Every child is created with an idempotency key made of the batch id and the table, so a retried or
+restarted orchestrator with the same batch id re-attaches to the runs it already made instead of
+loading a table twice. Prefect does not raise when a child fails, so every child's final state is
+read here, the cleanups run regardless, and the flow ends Failed naming the failed tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.runtime import flow_run as current_run
+from prefect.states import Completed, Failed, State
+
+from flows.config import load_config
+from flows.etl.engines import check_connection, make_engine
+from flows.etl.plan import plan_tables, select_tables
+
+TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
+CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")
+CRASH_RESUBMITS = 1
+
+
+def batch_tag(batch_id: str) -> str:
+    """The tag on every flow run of a batch: filter on it in the UI or `etlctl status`."""
+    return f"etl-batch:{batch_id}"
+
+
+def wait_for_runs(ids: Collection[UUID], poll_seconds: float, label: str = "runs") -> dict[UUID, FlowRun]:
+    """Poll until every run is in a final state, with one filtered query per poll for all of them."""
+    logger = get_run_logger()
+    pending, done = set(ids), {}
+    last = None
+    with get_client(sync_client=True) as client:
+        while pending:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=sorted(pending))), limit=len(pending)
+            )
+            running = 0
+            for run in runs:
+                if run.state is not None and run.state.is_final():
+                    done[run.id] = run
+                    pending.discard(run.id)
+                elif run.state is not None and run.state.is_running():
+                    running += 1
+            failed = sum(1 for r in done.values() if not r.state.is_completed())
+            progress = (len(done), running, failed, len(pending) - running)
+            if progress != last:
+                logger.info(
+                    "%s: %d done (%d failed), %d running, %d waiting of %d",
+                    label,
+                    progress[0],
+                    failed,
+                    running,
+                    progress[3],
+                    len(ids),
+                )
+                last = progress
+            if pending:
+                time.sleep(poll_seconds)
+    return done
+
+
+def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[str], name: str) -> UUID:
+    run = run_deployment(
+        deployment,
+        parameters=parameters,
+        timeout=0,
+        idempotency_key=key,
+        tags=tags,
+        flow_run_name=name,
+        as_subflow=True,
+    )
+    return run.id
+
+
+def default_batch_id() -> str:
+    """Stable across retries of one orchestrator run: its scheduled start time."""
+    started = current_run.scheduled_start_time
+    return started.strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+@flow(name="main-etl-job", persist_result=False)
+def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> State:
+    """Fan out one `process-table-etl` run per table, wait for all, then run both cleanups."""
+    logger = get_run_logger()
+    config = load_config()
+    batch = batch_id or default_batch_id()
+    source = make_engine(config.source_url, "source")
+    try:
+        check_connection(source, "source")
+        names = tables or select_tables(config, source)
+        plan_tables(config, source, names, estimate=False)
+    finally:
+        source.dispose()
+    tags = [batch_tag(batch)]
+    logger.info("batch %s: %d tables -> %s", batch, len(names), TABLE_DEPLOYMENT)
+    by_table: dict[str, FlowRun] = {}
+    todo = {
+        name: _submit(TABLE_DEPLOYMENT, f"{batch}:{name}", {"table": name, "batch_id": batch}, tags, name)
+        for name in names
+    }
+    for attempt in range(CRASH_RESUBMITS + 1):
+        finished = wait_for_runs(todo.values(), config.prefect.poll_seconds, "tables")
+        by_table.update({name: finished[run_id] for name, run_id in todo.items()})
+        crashed = [name for name, run_id in todo.items() if finished[run_id].state.is_crashed()]
+        if not crashed or attempt == CRASH_RESUBMITS:
+            break
+        logger.warning("batch %s: resubmitting tables whose run crashed: %s", batch, ", ".join(crashed))
+        todo = {
+            name: _submit(
+                TABLE_DEPLOYMENT,
+                f"{batch}:{name}:{attempt + 2}",
+                {"table": name, "batch_id": batch},
+                tags,
+                name,
+            )
+            for name in crashed
+        }
+    failed = sorted(name for name, run in by_table.items() if not run.state.is_completed())
+    cleanup_params = [{"batch_id": batch}, {"batch_id": batch, "tables": names, "failed": failed}]
+    cleanups = [
+        _submit(dep, f"{batch}:{dep}", params, tags, dep.split("/")[0])
+        for dep, params in zip(CLEANUP_DEPLOYMENTS, cleanup_params, strict=True)
+    ]
+    cleaned = wait_for_runs(cleanups, config.prefect.poll_seconds, "cleanups")
+    broken = [
+        dep
+        for dep, run_id in zip(CLEANUP_DEPLOYMENTS, cleanups, strict=True)
+        if not cleaned[run_id].state.is_completed()
+    ]
+    summary = {
+        "batch_id": batch,
+        "tables": {name: run.state.name for name, run in sorted(by_table.items())},
+        "failed": failed,
+        "cleanups_failed": broken,
+    }
+    if failed or broken:
+        problems = [f"{len(failed)} of {len(names)} tables failed: {', '.join(failed)}"] if failed else []
+        problems += [f"cleanup failed: {', '.join(broken)}"] if broken else []
+        return Failed(message="; ".join(problems), data=summary)
+    return Completed(message=f"{len(names)} tables loaded", data=summary)

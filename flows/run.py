@@ -1,0 +1,45 @@
+"""`etlctl run` and `etlctl status`: run the orchestrator in this process, then report per table.
+
+The orchestrator runs here rather than on a worker so that cron, a systemd timer or a person at a
+terminal gets its exit code: 0 when every table loaded, 1 when any failed. The per-table report
+comes from the target's own run history (rows, seconds, worker), joined with Prefect's final state
+for tables whose run died before it could record anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flows.config import Config
+from flows.etl import state as st
+from flows.etl.batch import new_batch_id
+from flows.history import batch_results
+from flows.orchestrator import main_etl
+
+
+@dataclass
+class BatchReport:
+    batch_id: str
+    ok: bool
+    message: str
+    results: list[st.TableResult] = field(default_factory=list)
+
+
+def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
+    """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them."""
+    batch = new_batch_id()
+    final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
+    summary = final.result(raise_on_failure=False)
+    prefect_states = summary.get("tables", {}) if isinstance(summary, dict) else {}
+    recorded = {r.table: r for r in batch_results(config, batch)}
+    results = [
+        recorded.get(name)
+        or st.TableResult(
+            name, config.options_for(name).mode, batch, outcome=state_name.lower(), error="no result recorded"
+        )
+        for name, state_name in sorted(prefect_states.items())
+    ] or list(recorded.values())
+    for result in results:
+        if result.outcome == "success" and prefect_states.get(result.table, "Completed") != "Completed":
+            result.outcome = prefect_states[result.table].lower()
+    return BatchReport(batch, final.is_completed(), final.message or final.name, results)

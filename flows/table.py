@@ -1,0 +1,46 @@
+"""The per-table flow: `process-table-etl/process-table-etl-deployment` runs this on a table worker.
+
+The flow is a thin wrapper: the configuration comes from $ETLCTL_CONFIG on the worker's host (so no
+secret ever travels as a flow parameter), and the work is `flows.etl.step.run_table`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.config import load_config
+from flows.etl.step import run_table
+from flows.fleet.workers import WORKER_ENV
+
+
+def worker_name() -> str:
+    """The worker that runs this flow run: set by `etlctl workers start`, supervisord and systemd."""
+    return os.environ.get(WORKER_ENV) or os.environ.get("PREFECT__WORKER_NAME") or socket.gethostname()
+
+
+@flow(name="process-table-etl", retries=1, retry_delay_seconds=10, persist_result=False)
+def process_table_etl(table: str, batch_id: str | None = None) -> dict[str, Any]:
+    """Move one table; a failure is retried once, then the run ends Failed with the reason."""
+    logger = get_run_logger()
+    config = load_config()
+    worker = worker_name()
+    logger.info("table %r on %s: %s -> %s", table, worker, config.source_url, config.target_url)
+    result = run_table(
+        config,
+        table,
+        batch_id,
+        worker=worker,
+        on_chunk=lambda rows: logger.info("table %r: %d rows read", table, rows),
+    )
+    logger.info(
+        "table %r done: %d read, %d written in %.1f s",
+        table,
+        result.rows_read,
+        result.rows_written,
+        result.seconds,
+    )
+    return result.to_dict()
