@@ -48,7 +48,7 @@ run-distributed: install ## the orchestrator: one flow run per table across the 
 	$(ETLCTL) run
 
 run-flow: install        ## every table as a task in one flow run, limited by the `database` tag
-	$(PY) -m flows.prefect_flow
+	$(ETLCTL) run --single-flow
 
 status: install
 	$(ETLCTL) status

@@ -229,14 +229,26 @@ def workers_start(
 
 @main.command("run")
 @click.argument("tables", nargs=-1)
+@click.option(
+    "--single-flow",
+    is_flag=True,
+    help="Run every table as a task of one flow run in this process (no workers needed), "
+    "at most `database`-limit tables at once.",
+)
 @pass_settings
-def run(settings: Settings, tables: tuple[str, ...]) -> None:
+def run(settings: Settings, tables: tuple[str, ...], single_flow: bool) -> None:
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
 
     Exits 0 when every table loaded, 1 when any failed.
     """
     settings.connect()
     config = settings.config
+    if single_flow:
+        from flows.prefect_flow import etl_all_tables
+
+        final = etl_all_tables(tables=list(tables) or None, return_state=True)
+        click.echo(final.message)
+        sys.exit(0 if final.is_completed() else 1)
     from flows.report import print_results
     from flows.run import run_batch
 

@@ -31,6 +31,7 @@ from flows.etl.plan import plan_tables, select_tables
 TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
 CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")
 CRASH_RESUBMITS = 1
+API_PAGE = 200  # the most runs the API returns for one filter request
 
 
 def batch_tag(batch_id: str) -> str:
@@ -39,15 +40,21 @@ def batch_tag(batch_id: str) -> str:
 
 
 def wait_for_runs(ids: Collection[UUID], poll_seconds: float, label: str = "runs") -> dict[UUID, FlowRun]:
-    """Poll until every run is in a final state, with one filtered query per poll for all of them."""
+    """Poll until every run is in a final state: one filtered query per 200 runs per poll."""
     logger = get_run_logger()
     pending, done = set(ids), {}
     last = None
     with get_client(sync_client=True) as client:
         while pending:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=sorted(pending))), limit=len(pending)
-            )
+            ids = sorted(pending)
+            runs = [
+                run
+                for at in range(0, len(ids), API_PAGE)
+                for run in client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[at : at + API_PAGE])),
+                    limit=API_PAGE,
+                )
+            ]
             running = 0
             for run in runs:
                 if run.state is not None and run.state.is_final():

@@ -1,6 +1,6 @@
 """The single-flow variant: every table as a task of one flow run, on one machine.
 
-    make run-flow            # or: python -m flows.prefect_flow [TABLE ...]
+    make run-flow     # etlctl run --single-flow; or, with PREFECT_API_URL set: python -m flows.prefect_flow
 
 Simpler than the per-table fan-out when one host is enough: no deployments and no workers, just a
 Prefect server. Tasks carry the `database` tag, so the tag concurrency limit `etlctl setup` creates

@@ -7,20 +7,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import psutil
 import pytest
 
 from flows.fleet.server import ServerHandle, is_alive, signal_groups
 from flows.fleet.workers import WorkerSupervisor
+from tests.polling import until
 
 pytestmark = pytest.mark.prefect
-
-T = TypeVar("T")
 
 # Workers poll every 2 s instead of 10 s, so a run is claimed quickly.
 FAST = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"}
@@ -43,15 +39,6 @@ from flows.fleet.workers import WorkerSupervisor
 logging.basicConfig(level=logging.INFO)
 WorkerSupervisor(sys.argv[1], 2, prefix=sys.argv[2], log_dir=sys.argv[3]).run_forever(tick=0.2)
 """
-
-
-def _until(check: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} after {timeout:.0f} s")
-        time.sleep(0.25)
-    return result
 
 
 def _client():
@@ -95,7 +82,7 @@ def test_workers_register_by_name_and_come_back_after_kill_9(
     seen: list[psutil.Process] = []
     try:
         names = {"t1-01", "t1-02", "t1-03"}
-        _until(lambda: names <= set(_heartbeats(pool)), 60, "three registered workers")
+        until(lambda: names <= set(_heartbeats(pool)), 60, "three registered workers")
         name, old_pid, _ = supervisor.workers()[1]
         seen += _tree(old_pid)
         os.kill(old_pid, signal.SIGKILL)
@@ -106,11 +93,11 @@ def test_workers_register_by_name_and_come_back_after_kill_9(
                 None,
             )
 
-        _, new_pid, restarts = _until(restarted, 5, f"new {name} process")
+        _, new_pid, restarts = until(restarted, 5, f"new {name} process")
         assert restarts == 1
         seen += _tree(new_pid)
         born = datetime.fromtimestamp(psutil.Process(new_pid).create_time(), UTC)
-        _until(lambda: _heartbeats(pool)[name] > born, 30, f"heartbeat from the new {name}")
+        until(lambda: _heartbeats(pool)[name] > born, 30, f"heartbeat from the new {name}")
         assert sorted(w[0] for w in supervisor.workers()) == sorted(names)
         assert all(pid is not None for _, pid, _ in supervisor.workers())
         seen += [p for _, pid, _ in supervisor.workers() for p in _tree(pid)]
@@ -147,8 +134,8 @@ def test_ctrl_c_stops_workers_and_their_flow_runs(
             with _client() as client:
                 return client.read_flow_run(run_id).state.is_running()
 
-        _until(running, 90, "running flow run")
-        flow_runs = _until(
+        until(running, 90, "running flow run")
+        flow_runs = until(
             lambda: [p for p in _tree(supervisor.pid) if "prefect.engine" in _cmdline(p)],
             10,
             "flow-run process",
@@ -171,4 +158,4 @@ def test_ctrl_c_stops_workers_and_their_flow_runs(
             state = client.read_flow_run(run_id).state
         return state if state.is_final() else None
 
-    assert _until(final_state, 15, "final flow-run state").is_crashed()
+    assert until(final_state, 15, "final flow-run state").is_crashed()
