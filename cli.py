@@ -187,6 +187,36 @@ def workers_group() -> None:
     """Prefect workers on this machine."""
 
 
+@workers_group.command("exec")
+@click.option("--name", help="Worker name [default: <short host name>-<index>].")
+@click.option(
+    "--index",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Slot number for the default name (supervisord's process_num, systemd's %i).",
+)
+@click.option(
+    "--pool",
+    envvar="ETLCTL_POOL",
+    default="etl-tables",
+    show_default=True,
+    help="Work pool [env ETLCTL_POOL].",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="KEY=VALUE file with PREFECT_API_URL, PREFECT_API_KEY, ETLCTL_CONFIG, ...",
+)
+def worker_exec(name: str | None, index: int, pool: str, limit: int, env_file: Path | None) -> None:
+    """One worker slot, as supervisord and systemd run it: load the env file, then become
+    `prefect worker start --type etlctl`, which drains on SIGTERM."""
+    from flows.fleet.worker_exec import default_name, exec_worker
+
+    exec_worker(name or default_name(index), pool, limit, env_file)
+
+
 @workers_group.command("start")
 @click.option(
     "-n", "--count", type=click.IntRange(min=1), help="How many workers [default: [prefect] workers]."

@@ -13,10 +13,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments.runner import EntrypointType
 from prefect.exceptions import ObjectAlreadyExists
-from prefect.workers.process import ProcessWorker
 
 from flows.cleanup import cleanup_flow1, cleanup_flow2
 from flows.config import Config
+from flows.fleet.drain_worker import DrainingProcessWorker
 from flows.orchestrator import main_etl
 from flows.table import process_table_etl
 
@@ -37,16 +37,18 @@ def database_limit(config: Config) -> int:
 
 
 def setup(config: Config) -> list[str]:
-    """Create the process work pools and the `database` tag limit; report what exists now."""
+    """Create the work pools (type `etlctl`: process workers that drain) and the `database` tag limit."""
     pools = dict.fromkeys(
         [config.prefect.table_pool, config.prefect.orchestrator_pool, config.prefect.cleanup_pool]
     )
-    template = ProcessWorker.get_default_base_job_template()
+    template = DrainingProcessWorker.get_default_base_job_template()
     done = []
     with get_client(sync_client=True) as client:
         for pool in pools:
             try:
-                client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+                client.create_work_pool(
+                    WorkPoolCreate(name=pool, type=DrainingProcessWorker.type, base_job_template=template)
+                )
                 done.append(f"work pool {pool}: created")
             except ObjectAlreadyExists:
                 done.append(f"work pool {pool}: exists")

@@ -37,6 +37,7 @@ MIN_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
 STOP_TIMEOUT = 15.0
+WORKER_TYPE = "etlctl"  # flows.fleet.drain_worker; named here so this module needs no prefect import
 WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
 # Prefect polls every 10 s by default; a table waits that long for a free worker. 2 s costs the
 # server one cheap query per worker every 2 s and takes most of the idle out of a batch.
@@ -152,7 +153,7 @@ class WorkerSupervisor:
 
     def _spawn(self, worker: _Worker) -> None:
         command = [prefect_executable(), "worker", "start", "--pool", self.pool]
-        command += ["--limit", str(self.limit), "--name", worker.name, "--type", "process"]
+        command += ["--limit", str(self.limit), "--name", worker.name, "--type", WORKER_TYPE]
         env = {
             QUERY_ENV: DEFAULT_QUERY_SECONDS,
             **os.environ,
