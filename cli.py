@@ -265,27 +265,54 @@ def workers_start(
     help="Run every table as a task of one flow run in this process (no workers needed), "
     "at most `database`-limit tables at once.",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="KEY=VALUE file to load first (cron runs with a bare environment).",
+)
+@click.option(
+    "--ping-url",
+    envvar="ETLCTL_PING_URL",
+    help="Dead-man's switch: GET <url>/start before, <url>/<exit code> after [env ETLCTL_PING_URL].",
+)
 @pass_settings
-def run(settings: Settings, tables: tuple[str, ...], single_flow: bool) -> None:
+def run(
+    settings: Settings,
+    tables: tuple[str, ...],
+    single_flow: bool,
+    env_file: Path | None,
+    ping_url: str | None,
+) -> None:
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
 
-    Exits 0 when every table loaded, 1 when any failed.
+    Only one orchestrator runs at a time in the whole fleet. Exits 0 when every table loaded,
+    1 when any failed, 75 when skipped because another run is active.
     """
+    if env_file is not None:
+        from flows.fleet.worker_exec import read_env_file
+
+        os.environ.update(read_env_file(env_file))
+        ping_url = ping_url or os.environ.get("ETLCTL_PING_URL")
     settings.connect()
     config = settings.config
-    if single_flow:
-        from flows.prefect_flow import etl_all_tables
-
-        final = etl_all_tables(tables=list(tables) or None, return_state=True)
-        click.echo(final.message)
-        sys.exit(0 if final.is_completed() else 1)
+    from flows.fleet.orchestrator_lock import orchestrator_lock
     from flows.report import print_results
-    from flows.run import run_batch
+    from flows.run import ping, run_batch
 
-    report = run_batch(config, list(tables))
-    print_results(report.results)
-    click.echo(f"batch {report.batch_id}: {report.message}")
-    sys.exit(0 if report.ok else 1)
+    with orchestrator_lock():
+        ping(ping_url, "start")
+        if single_flow:
+            from flows.prefect_flow import etl_all_tables
+
+            final = etl_all_tables(tables=list(tables) or None, return_state=True)
+            ok, message = final.is_completed(), final.message
+        else:
+            report = run_batch(config, list(tables))
+            print_results(report.results)
+            ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
+        click.echo(message)
+        ping(ping_url, "0" if ok else "1")
+    sys.exit(0 if ok else 1)
 
 
 @main.command("status")
@@ -317,3 +344,166 @@ def demo(settings: Settings, workers: int, big_rows: int, keep: bool) -> None:
     from flows.demo import run_demo
 
     sys.exit(0 if run_demo(settings.state / "demo", workers, big_rows, keep) else 1)
+
+
+@main.group("machine")
+def machine_group() -> None:
+    """Hosts of the fleet: register, list, drain, restart, deregister (inventory kept in Prefect)."""
+
+
+@machine_group.command("register")
+@click.option("--host", help="Name of this host in the fleet [default: short host name].")
+@click.option("--workers", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
+@click.option(
+    "--supervisor",
+    "manager",
+    flag_value="supervisor",
+    default=True,
+    help="Run the workers under supervisord (default).",
+)
+@click.option("--systemd", "manager", flag_value="systemd", help="Run the workers as systemd units.")
+@click.option("--dry-run", is_flag=True, help="Print the files and commands; record and change nothing.")
+@click.option(
+    "--target-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the files here instead of /etc/supervisor/conf.d or /etc/systemd/system.",
+)
+@click.option("--no-start", is_flag=True, help="Write the files but do not start the workers.")
+@click.option(
+    "--env-file",
+    default="/etc/etlctl/etlctl.env",
+    show_default=True,
+    help="The env file the workers load (PREFECT_API_URL, ETLCTL_CONFIG, secrets).",
+)
+@click.option("--user", default="etl", show_default=True, help="Unix user of the systemd units.")
+@click.option("--home", default="/var/lib/etlctl", show_default=True, help="Logs and state on this host.")
+@pass_settings
+def machine_register(
+    settings: Settings,
+    host: str | None,
+    workers: int,
+    pool: str | None,
+    manager: str,
+    dry_run: bool,
+    target_dir: Path | None,
+    no_start: bool,
+    env_file: str,
+    user: str,
+    home: str,
+) -> None:
+    """Record this host in the inventory, install its worker services and start them."""
+    import datetime as dt
+
+    from flows.fleet.install import install, plan_host
+    from flows.fleet.machines import Machine, this_host, variable_name
+
+    name = host or this_host()
+    variable_name(name)
+    etlctl = str(Path(sys.executable).with_name("etlctl"))
+    plan = plan_host(manager, workers, etlctl, env_file, user, home, target_dir)
+    if dry_run:
+        for path, text in plan.files.items():
+            click.echo(f"# ---- {path}\n{text.rstrip()}\n")
+        for command in plan.start:
+            click.echo("# would run: " + " ".join(command))
+        click.echo(
+            f"# would record host {name}: {workers} workers on pool "
+            f"{pool or settings.config.prefect.table_pool}, {manager}"
+        )
+        return
+    settings.connect()
+    from flows.fleet.machines import record
+
+    machine = Machine(
+        name,
+        workers,
+        pool or settings.config.prefect.table_pool,
+        manager,
+        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    record(machine)
+    click.echo(f"recorded host {name}: {workers} workers on pool {machine.pool} ({manager})")
+    for line in install(plan, start=not no_start):
+        click.echo(line)
+
+
+@machine_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@pass_settings
+def machine_ls(settings: Settings, as_json: bool) -> None:
+    """Every registered host: expected and live workers, last heartbeat, runs, health verdict."""
+    settings.connect()
+    from flows.report import print_machines
+
+    print_machines(as_json)
+
+
+@machine_group.command("drain")
+@click.argument("host")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Return only once the host's runs in progress have finished.",
+)
+@click.option("--timeout", type=float, default=3600, show_default=True)
+@pass_settings
+def machine_drain(settings: Settings, host: str, wait: bool, timeout: float) -> None:
+    """HOST's workers finish their current tables and claim no new ones (until `resume`)."""
+    settings.connect()
+    from flows.fleet.machines import set_draining, wait_idle
+
+    set_draining(host, True)
+    click.echo(f"{host}: draining; its workers claim no new flow runs")
+    if wait and not wait_idle(host, timeout):
+        raise click.ClickException(f"{host} still has runs in progress after {timeout:.0f} s")
+    if wait:
+        click.echo(f"{host}: idle")
+
+
+@machine_group.command("resume")
+@click.argument("host")
+@pass_settings
+def machine_resume(settings: Settings, host: str) -> None:
+    """Let a drained HOST's workers claim flow runs again."""
+    settings.connect()
+    from flows.fleet.machines import set_draining
+
+    set_draining(host, False)
+    click.echo(f"{host}: claiming flow runs again")
+
+
+@machine_group.command("deregister")
+@click.argument("host")
+@click.option("--timeout", type=float, default=3600, show_default=True)
+@pass_settings
+def machine_deregister(settings: Settings, host: str, timeout: float) -> None:
+    """Drain HOST, wait for its runs to finish, and remove it from the inventory."""
+    settings.connect()
+    from flows.fleet.machines import forget, set_draining, wait_idle
+
+    set_draining(host, True)
+    if not wait_idle(host, timeout):
+        raise click.ClickException(f"{host} still has runs in progress after {timeout:.0f} s; still drained")
+    forget(host)
+    click.echo(
+        f"{host}: drained and removed from the inventory; stop its services there "
+        "(supervisorctl stop etl-worker:* or systemctl disable --now etl-workers.target)"
+    )
+
+
+@machine_group.command("restart")
+@click.argument("host", required=False)
+@pass_settings
+def machine_restart(settings: Settings, host: str | None) -> None:
+    """Rolling restart of this host's workers: one at a time, each only when idle."""
+    settings.connect()
+    from flows.fleet.install import rolling_restart
+    from flows.fleet.machines import lookup, this_host
+
+    name = host or this_host()
+    if name != this_host():
+        raise click.ClickException(f"run `etlctl machine restart` on {name} itself")
+    machine = lookup(name)
+    rolling_restart(machine.manager, name, machine.workers, click.echo)

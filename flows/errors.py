@@ -7,6 +7,7 @@ Exit codes (also in docs/exit-codes.md):
   3  a database (source or target) cannot be reached
   4  the Prefect API cannot be reached or refused a request
   5  data check failed (row counts differ between source and target)
+ 75  skipped: another orchestrator run is active somewhere in the fleet (EX_TEMPFAIL)
 """
 
 
@@ -38,6 +39,12 @@ class PrefectUnavailableError(EtlError):
     """The Prefect API is down or answered with an error."""
 
     exit_code = 4
+
+
+class AlreadyRunningError(EtlError):
+    """Another `etlctl run` holds the fleet-wide orchestrator lock; this one did nothing."""
+
+    exit_code = 75
 
 
 class RowCountMismatchError(EtlError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 import click
@@ -90,3 +91,28 @@ def print_status(config: Config, limit: int) -> None:
     latest, results = batches[0]
     click.echo(f"\nbatch {latest}:")
     print_results(results)
+
+
+def print_machines(as_json: bool) -> None:
+    """`etlctl machine ls`."""
+    from flows.fleet.machines import statuses
+
+    found = statuses()
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in found], indent=2))
+        return
+    rows = [
+        (
+            s.machine.host,
+            s.verdict,
+            s.machine.workers,
+            len(s.live_workers),
+            s.runs_in_progress,
+            s.last_heartbeat.isoformat(timespec="seconds") if s.last_heartbeat else "never",
+            s.machine.pool,
+            s.machine.manager,
+        )
+        for s in found
+    ]
+    header = ("host", "health", "workers", "live", "running", "last heartbeat", "pool", "manager")
+    click.echo(table_text(header, rows) if rows else "no machine is registered")

@@ -22,6 +22,7 @@ import anyio
 import psutil
 from prefect.workers.process import ProcessWorker
 
+from flows.fleet.machines import host_of_worker, is_draining
 from flows.fleet.workers import WORKER_TYPE
 
 DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"
@@ -37,11 +38,18 @@ class DrainingProcessWorker(ProcessWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._draining = False
+        self._host_drained = False
         self._signals = 0
 
     async def get_and_submit_flow_runs(self) -> list[Any]:
         if self._draining:
             return []
+        if await anyio.to_thread.run_sync(self._host_is_draining):
+            if not self._host_drained:
+                self._logger.info("Host is drained (etlctl machine drain): claiming no new flow runs")
+            self._host_drained = True
+            return []
+        self._host_drained = False
         return await super().get_and_submit_flow_runs()
 
     async def start(self, *args: Any, **kwargs: Any) -> None:
@@ -57,6 +65,13 @@ class DrainingProcessWorker(ProcessWorker):
             group.start_soon(run_worker)
             await self._drained()
             group.cancel_scope.cancel()
+
+    def _host_is_draining(self) -> bool:
+        try:
+            return is_draining(host_of_worker(self.name))
+        except Exception as exc:  # the inventory is advisory: an API hiccup must not stop the worker
+            self._logger.warning("Could not read the host's drain flag: %s", exc)
+            return False
 
     def _on_signal(self) -> None:
         self._signals += 1

@@ -17,6 +17,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from flows.cleanup import cleanup_flow1, cleanup_flow2
 from flows.config import Config
 from flows.fleet.drain_worker import DrainingProcessWorker
+from flows.fleet.orchestrator_lock import create_lock
 from flows.orchestrator import main_etl
 from flows.table import process_table_etl
 
@@ -55,6 +56,7 @@ def setup(config: Config) -> list[str]:
         limit = database_limit(config)
         client.create_concurrency_limit(tag=DATABASE_TAG, concurrency_limit=limit)
         done.append(f"tag concurrency limit {DATABASE_TAG}: {limit}")
+    done.append(create_lock())
     return done
 
 

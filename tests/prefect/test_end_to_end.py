@@ -1,6 +1,5 @@
 """The whole system against real parts: `etlctl run` through the Prefect server, the four
-deployments and three `prefect worker start` processes. Tests run in file order: the last one stops
-the fleet with Ctrl+C."""
+deployments and three `prefect worker start` processes."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from flows.etl.fingerprint import fingerprint
 from flows.orchestrator import batch_tag
 from flows.sample import INCREMENTAL_TABLES, mutate_sample
 from tests.polling import until
-from tests.prefect.conftest import WORKERS
+from tests.prefect.conftest import ETLCTL, WORKERS, online_workers
 
 pytestmark = pytest.mark.prefect
 
@@ -181,15 +180,27 @@ def test_a_killed_worker_comes_back_under_its_name(fleet):
 
 
 def test_ctrl_c_stops_every_worker_and_leaves_no_process(fleet):
-    family = [fleet.supervisor, *fleet.supervisor.children(recursive=True)]
-    assert len(family) >= 4
-    fleet.supervisor.send_signal(signal.SIGINT)
-    assert fleet.supervisor.wait(timeout=60) == 0
+    supervisor = psutil.Popen(
+        [ETLCTL, "workers", "start", "-n", "2", "--prefix", "ctrlc"],
+        env=fleet.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    until(
+        lambda: {"ctrlc-01", "ctrlc-02"} <= online_workers(fleet.config.prefect.table_pool),
+        90,
+        "online workers",
+    )
+    family = [supervisor, *supervisor.children(recursive=True)]
+    assert len(family) >= 3
+    supervisor.send_signal(signal.SIGINT)
+    assert supervisor.wait(timeout=60) == 0
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == []
     leftovers = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if any("e2e-0" in part for part in p.info["cmdline"] or [])
+        if any("ctrlc-0" in part for part in p.info["cmdline"] or [])
     ]
     assert leftovers == []

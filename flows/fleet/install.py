@@ -1,0 +1,111 @@
+"""Putting a host's worker services in place and restarting them one at a time.
+
+`etlctl machine register` renders the files (flows.fleet.render), writes them where the host's
+supervisord or systemd reads them, and asks the service manager to start them; `etlctl machine
+restart` restarts one worker at a time, each only once it has no flow run in progress, so a rolling
+upgrade never interrupts a table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from flows.errors import ConfigError
+from flows.fleet import render
+
+SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
+SYSTEMD_DIR = Path("/etc/systemd/system")
+IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What one host runs: rendered files and the commands that start them."""
+
+    manager: str
+    files: dict[Path, str]
+    start: list[list[str]]
+
+
+def plan_host(
+    manager: str, workers: int, etlctl: str, env_file: str, user: str, home: str, target_dir: Path | None
+) -> HostPlan:
+    if manager == "supervisor":
+        directory = target_dir or SUPERVISOR_DIR
+        text = render.render_supervisor(workers, etlctl, env_file, home)
+        return HostPlan(
+            manager,
+            {directory / "etlctl.conf": text},
+            [["supervisorctl", "reread"], ["supervisorctl", "update"]],
+        )
+    if manager == "systemd":
+        directory = target_dir or SYSTEMD_DIR
+        units = render.render_systemd(workers, etlctl, user, env_file)
+        return HostPlan(
+            manager,
+            {directory / name: text for name, text in units.items()},
+            [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "etl-workers.target"]],
+        )
+    raise ConfigError(f"unknown service manager {manager!r}: use --supervisor or --systemd")
+
+
+def install(plan: HostPlan, start: bool) -> list[str]:
+    """Write the files, then run the start commands; returns what was done, line by line."""
+    done = []
+    for path, text in plan.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        done.append(f"wrote {path}")
+    for command in plan.start if start else []:
+        _run(command)
+        done.append("ran " + " ".join(command))
+    return done
+
+
+def restart_command(manager: str, host: str, index: int) -> list[str]:
+    if manager == "supervisor":
+        return ["supervisorctl", "restart", f"etl-worker:{host}-{index:02d}"]
+    return ["systemctl", "restart", f"etl-worker@{index}.service"]
+
+
+def worker_busy(name: str) -> bool:
+    """Whether the local worker `name` has a flow run in progress (a child leading its own session)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "worker" in cmdline and "--name" in cmdline and name in cmdline:
+            try:
+                return any(os.getsid(c.pid) == c.pid for c in proc.children(recursive=True))
+            except (psutil.Error, ProcessLookupError):
+                return False
+    return False
+
+
+def rolling_restart(manager: str, host: str, workers: int, report: Callable[[str], None]) -> None:
+    """Restart each worker only when idle; the drain on SIGTERM makes an idle restart immediate."""
+    for index in range(1, workers + 1):
+        name = f"{host}-{index:02d}"
+        if worker_busy(name):
+            report(f"{name}: waiting for its flow run to finish")
+        while worker_busy(name):
+            time.sleep(IDLE_POLL_SECONDS)
+        _run(restart_command(manager, host, index))
+        report(f"{name}: restarted")
+
+
+def _run(command: list[str]) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{command[0]} is not installed on this host") from None
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise ConfigError(
+            f"`{' '.join(command)}` failed: {detail[-1] if detail else exc.returncode}"
+        ) from None

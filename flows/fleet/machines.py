@@ -1,0 +1,159 @@
+"""Machine registration: which hosts run workers, and how each is doing.
+
+The inventory lives in Prefect, as one variable per host (`etlctl_machine_<host>`): every host
+already reaches the Prefect API, while not every host should hold target-database credentials,
+and one variable per host means two hosts registering at once never overwrite each other.
+A host's health comes from Prefect too: its workers' heartbeats and its running flow runs
+(the process worker records `<hostname>:<pid>` as each run's infrastructure pid).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.variables import Variable
+
+from flows.errors import ConfigError
+
+PREFIX = "etlctl_machine_"
+TAG = "etlctl-machine"
+API_PAGE = 200
+
+
+@dataclass
+class Machine:
+    """A registered host as recorded in the inventory."""
+
+    host: str
+    workers: int
+    pool: str
+    manager: str
+    registered_at: str
+    draining: bool = False
+
+
+@dataclass
+class MachineStatus:
+    machine: Machine
+    live_workers: list[str]
+    last_heartbeat: dt.datetime | None
+    runs_in_progress: int
+
+    @property
+    def verdict(self) -> str:
+        """healthy: every expected worker online; degraded: some; down: none."""
+        if not self.live_workers:
+            return "down"
+        if len(self.live_workers) < self.machine.workers:
+            return "degraded"
+        return "draining" if self.machine.draining else "healthy"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self.machine),
+            "live_workers": self.live_workers,
+            "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
+            "runs_in_progress": self.runs_in_progress,
+            "verdict": self.verdict,
+        }
+
+
+def this_host() -> str:
+    return socket.gethostname().split(".")[0]
+
+
+def variable_name(host: str) -> str:
+    """Prefect variable names allow lower-case letters, digits and underscores only."""
+    if not host or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", host):
+        raise ConfigError(f"{host!r} is not a usable host name (letters, digits, '.', '-', '_')")
+    return PREFIX + re.sub(r"[^a-z0-9_]", "_", host.lower())
+
+
+def record(machine: Machine) -> None:
+    Variable.set(variable_name(machine.host), asdict(machine), overwrite=True, tags=[TAG])
+
+
+def lookup(host: str) -> Machine:
+    value = Variable.get(variable_name(host))
+    if value is None:
+        raise ConfigError(f"host {host!r} is not registered (see `etlctl machine ls`)")
+    return Machine(**value)
+
+
+def forget(host: str) -> None:
+    Variable.unset(variable_name(host))
+
+
+def set_draining(host: str, draining: bool) -> Machine:
+    machine = lookup(host)
+    machine.draining = draining
+    record(machine)
+    return machine
+
+
+def is_draining(host: str) -> bool:
+    """Asked by every worker at every poll: a drained host's workers claim nothing."""
+    value = Variable.get(variable_name(host))
+    return bool(value and value.get("draining"))
+
+
+def machines() -> list[Machine]:
+    with get_client(sync_client=True) as client:
+        found = client.read_variables()
+    return sorted(
+        (Machine(**v.value) for v in found if v.name.startswith(PREFIX) and isinstance(v.value, dict)),
+        key=lambda m: m.host,
+    )
+
+
+def statuses() -> list[MachineStatus]:
+    """Every registered host with its live workers, newest heartbeat and runs in progress."""
+    inventory = machines()
+    with get_client(sync_client=True) as client:
+        workers_by_pool = {
+            pool: client.read_workers_for_work_pool(pool) for pool in {m.pool for m in inventory}
+        }
+        running = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+            limit=API_PAGE,
+        )
+    result = []
+    for machine in inventory:
+        mine = [w for w in workers_by_pool[machine.pool] if w.name.startswith(f"{machine.host}-")]
+        live = sorted(w.name for w in mine if w.status == "ONLINE")
+        beats = [w.last_heartbeat_time for w in mine if w.last_heartbeat_time]
+        runs = sum(1 for r in running if _run_host(r.infrastructure_pid) == machine.host)
+        result.append(MachineStatus(machine, live, max(beats) if beats else None, runs))
+    return result
+
+
+def _run_host(infrastructure_pid: str | None) -> str | None:
+    """`web-3.example.org:4242` -> `web-3`, the short name hosts are registered under."""
+    return infrastructure_pid.split(":")[0].split(".")[0] if infrastructure_pid else None
+
+
+def host_of_worker(worker_name: str) -> str:
+    """Workers are named `<host>-NN`."""
+    return worker_name.rsplit("-", 1)[0]
+
+
+def wait_idle(host: str, timeout: float, poll: float = 2.0) -> bool:
+    """Poll until `host` has no flow run in progress; False if `timeout` passed first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [s for s in statuses() if s.machine.host == host and s.runs_in_progress]
+        if not busy:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
