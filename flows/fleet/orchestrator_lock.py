@@ -36,6 +36,10 @@ def create_lock() -> str:
             return f"global concurrency limit {LOCK_NAME}: created (1 orchestrator run at a time)"
 
 
+def _drop_refused_slot(record: logging.LogRecord) -> bool:
+    return not (record.args and "ConcurrencySlotAcquisition" in str(record.args[0]))
+
+
 @contextmanager
 def orchestrator_lock() -> Iterator[None]:
     """Hold the fleet-wide slot for the block; AlreadyRunningError (exit 75) if it is taken."""
@@ -46,9 +50,9 @@ def orchestrator_lock() -> Iterator[None]:
             raise PrefectUnavailableError(
                 f"the fleet-wide lock {LOCK_NAME!r} does not exist yet: run `etlctl setup`"
             ) from None
-    noisy = logging.getLogger(_NOISY)
-    level = noisy.level
-    noisy.setLevel(logging.CRITICAL)  # a refused slot is our expected answer, not a service fault
+    # A refused slot is the answer we expect, not a fault worth a traceback in cron mail; Prefect's
+    # acquisition service logs it from its own thread, so its logger stays quiet in this process.
+    logging.getLogger(_NOISY).addFilter(_drop_refused_slot)
     held = ExitStack()
     try:
         held.enter_context(
@@ -61,7 +65,5 @@ def orchestrator_lock() -> Iterator[None]:
             "skipped: another orchestrator run is active in the fleet (lock "
             f"{LOCK_NAME!r} is held); see `prefect gcl inspect {LOCK_NAME}`"
         ) from None
-    finally:
-        noisy.setLevel(level)
     with held:
         yield

@@ -1,0 +1,144 @@
+"""Fleet operations against the real fleet: the fleet-wide orchestrator lock, the dead-man's switch,
+the machine inventory and its health verdicts, and draining a host from anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psutil
+import pytest
+
+from flows.fleet.server import free_port
+from tests.polling import until
+from tests.prefect.conftest import ETLCTL
+
+pytestmark = pytest.mark.prefect
+
+
+def _machines(fleet) -> dict[str, dict]:
+    proc = fleet.etlctl("machine", "ls", "--json", check=True)
+    return {m["host"]: m for m in json.loads(proc.stdout)}
+
+
+def test_two_runs_at_once_one_loads_and_the_other_exits_75(fleet):
+    runs = [
+        subprocess.Popen(
+            [ETLCTL, "run", "measurements", "orders"],
+            env=fleet.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = sorted((proc.wait(timeout=600), *proc.communicate()) for proc in runs)
+    (ran, ran_out, _), (skipped, _, skipped_err) = outcomes
+    assert (ran, skipped) == (0, 75), outcomes
+    assert "2 of 2 tables succeeded" in ran_out
+    lines = skipped_err.strip().splitlines()
+    assert len(lines) == 1 and "skipped: another orchestrator run is active" in lines[0]
+
+
+def test_dead_mans_switch_is_pinged_at_start_and_with_the_exit_code(fleet):
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/ping/s3cret-token"
+        proc = fleet.etlctl("run", "--ping-url", url, "select")
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert seen == ["/ping/s3cret-token/start", "/ping/s3cret-token/0"]
+    assert "s3cret-token" not in proc.stdout + proc.stderr
+
+
+def test_machine_ls_tells_healthy_from_down(fleet, tmp_path):
+    fleet.etlctl(
+        "machine",
+        "register",
+        "--host",
+        "ghost",
+        "--workers",
+        "2",
+        "--target-dir",
+        str(tmp_path),
+        "--no-start",
+        check=True,
+    )
+    assert (tmp_path / "etlctl.conf").exists()
+    env = {**fleet.env, "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    host = psutil.Popen(
+        [ETLCTL, "workers", "start", "-n", "2", "--prefix", "ghost"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        until(lambda: _machines(fleet)["ghost"]["verdict"] == "healthy", 90, "ghost healthy")
+        assert _machines(fleet)["ghost"]["live_workers"] == ["ghost-01", "ghost-02"]
+        killed_at = time.monotonic()
+        for proc in [host, *host.children(recursive=True)]:  # the host dies: every process at once
+            os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+        until(lambda: _machines(fleet)["ghost"]["verdict"] == "down", 90, "ghost down")
+        print(f"ghost reported down {time.monotonic() - killed_at:.0f} s after kill -9")
+    finally:
+        host.kill()
+        fleet.etlctl("machine", "deregister", "ghost", "--timeout", "5")
+    assert "ghost" not in _machines(fleet)
+
+
+def test_a_drained_host_claims_nothing_until_resumed(fleet, tmp_path):
+    fleet.etlctl(
+        "machine",
+        "register",
+        "--host",
+        "e2e",
+        "--workers",
+        "3",
+        "--target-dir",
+        str(tmp_path),
+        "--no-start",
+        check=True,
+    )
+    try:
+        assert fleet.etlctl("machine", "drain", "e2e", "--no-wait").returncode == 0
+        assert _machines(fleet)["e2e"]["draining"] is True
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(
+            "process-table-etl/process-table-etl-deployment", parameters={"table": "currencies"}, timeout=0
+        )
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 12  # six worker polls at PREFECT_WORKER_QUERY_SECONDS=2
+            while time.monotonic() < deadline:
+                assert client.read_flow_run(run.id).state.is_scheduled()
+                time.sleep(1)
+            assert fleet.etlctl("machine", "resume", "e2e").returncode == 0
+            until(
+                lambda: client.read_flow_run(run.id).state.is_completed(),
+                120,
+                "the run completed after resume",
+            )
+    finally:
+        fleet.etlctl("machine", "resume", "e2e")
+        fleet.etlctl("machine", "deregister", "e2e", "--timeout", "60")
