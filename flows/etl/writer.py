@@ -77,7 +77,21 @@ def create_staging(conn: Connection, table: Table) -> Table:
 
 
 def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Append rows: PostgreSQL's COPY through psycopg where available, executemany elsewhere."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_rows(conn, table, names, rows)
+        return
     conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _copy_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:
+    """COPY ... FROM STDIN in the connection's own transaction; psycopg adapts each Python value."""
+    preparer = conn.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in names)
+    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def swap_in(conn: Connection, staging: Table, target: Table) -> int:
