@@ -1,5 +1,9 @@
 """Run every benchmark in turn."""
 
-from bench import memory
+import sys
 
+from bench import memory, pg_load
+
+sys.argv = sys.argv[:1]
 memory.main()
+pg_load.main()

@@ -100,13 +100,20 @@ def start_cluster(
 
 
 def _as_owner(command: list[str], cwd: Path, env: dict[str, str] | None, check: bool) -> None:
+    tool = Path(command[0]).name
     if os.geteuid() == 0:
         command = ["runuser", "-u", "postgres", "--", *command]
-    subprocess.run(
+    done = subprocess.run(
         command,
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        check=check,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
+        check=False,
     )
+    if check and done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(
+            f"{tool} failed: {reason} (every folder above {cwd} must be searchable by postgres)"
+        )
