@@ -11,10 +11,10 @@ without losing or duplicating a row.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Select, Table
 
 from flows.config import Config, TableOptions
 from flows.errors import RowCountMismatchError, first_line
@@ -22,6 +22,7 @@ from flows.etl import state as st
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query, stream_chunks
+from flows.etl.typemap import adapt_rows, value_adapters
 from flows.etl.writer import (
     create_staging,
     ensure_target,
@@ -108,6 +109,12 @@ class _Load:
     def names(self) -> list[str]:
         return [c.name for c in self.source.columns]
 
+    def chunks(self, query: Select) -> Iterator[Sequence[tuple]]:
+        """The query's rows in chunks, each value adapted to keep its meaning in the target."""
+        adapters = value_adapters(self.source, self.tgt.dialect)
+        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+            yield adapt_rows(chunk, adapters)
+
     def progress(self, rows_read: int) -> None:
         if self.on_chunk:
             self.on_chunk(rows_read)
@@ -119,7 +126,7 @@ class _Full(_Load):
         expected = count_rows(self.src, query)
         with self.tgt.begin():
             staging = create_staging(self.tgt, self.target)
-        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+        for chunk in self.chunks(query):
             with self.tgt.begin():
                 insert_rows(self.tgt, staging, self.names, chunk)
             result.rows_read += len(chunk)
@@ -147,7 +154,7 @@ class _Incremental(_Load):
             ensure_target(self.tgt, self.target)
         result.watermark_after = result.watermark_before
         query = source_query(self.source, cursor, result.watermark_before)
-        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+        for chunk in self.chunks(query):
             seen = [row[at] for row in chunk if row[at] is not None]
             pending = replace(
                 result,

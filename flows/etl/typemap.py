@@ -7,7 +7,11 @@ dialect the reflected type is kept as it is, so nothing is lost to the generic l
 
 from __future__ import annotations
 
-from sqlalchemy import Column
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType, TypeEngine, UserDefinedType
 
@@ -53,3 +57,31 @@ def target_column(column: Column, source: Dialect, target: Dialect, primary_key:
         nullable=column.nullable and not primary_key,
         autoincrement=False,
     )
+
+
+Adapter = Callable[[Any], Any]
+
+
+def value_adapters(source: Table, target: Dialect) -> list[Adapter | None]:
+    """Per column, how a value must change to mean the same in the target, or None.
+
+    SQLite has no time zones: an aware timestamp is stored as its UTC wall time, which is what
+    PostgreSQL's timestamptz means, instead of silently dropping the offset.
+    """
+    return [
+        _utc_naive if isinstance(c.type, DateTime) and c.type.timezone and target.name == "sqlite" else None
+        for c in source.columns
+    ]
+
+
+def adapt_rows(rows: Sequence[tuple], adapters: Sequence[Adapter | None]) -> Sequence[tuple]:
+    if not any(adapters):
+        return rows
+    return [
+        tuple(v if f is None or v is None else f(v) for v, f in zip(row, adapters, strict=True))
+        for row in rows
+    ]
+
+
+def _utc_naive(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value

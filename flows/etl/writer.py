@@ -123,5 +123,7 @@ def upsert_rows(
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[k] for k in key])
+    # RETURNING counts exactly the rows written, whichever way the driver batches executemany.
+    stmt = stmt.returning(table.c[key[0]])
     result = conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
-    return max(result.rowcount, 0)
+    return len(result.all())
