@@ -22,11 +22,12 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Crashed, Failed, State
 
 from flows.config import load_config
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import plan_tables, select_tables
+from flows.fleet.machines import host_of_worker, run_host
 
 TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
 CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")
@@ -39,22 +40,30 @@ def batch_tag(batch_id: str) -> str:
     return f"etl-batch:{batch_id}"
 
 
-def wait_for_runs(ids: Collection[UUID], poll_seconds: float, label: str = "runs") -> dict[UUID, FlowRun]:
-    """Poll until every run is in a final state: one filtered query per 200 runs per poll."""
+def wait_for_runs(
+    ids: Collection[UUID], poll_seconds: float, label: str = "runs", pool: str | None = None
+) -> dict[UUID, FlowRun]:
+    """Poll until every run is in a final state: one filtered query per 200 runs per poll.
+
+    With `pool`, a run left Running on a host whose workers have all gone offline (the host died:
+    nothing is left there to report the run's end) is marked Crashed, so it can be resubmitted.
+    """
     logger = get_run_logger()
     pending, done = set(ids), {}
     last = None
     with get_client(sync_client=True) as client:
         while pending:
-            ids = sorted(pending)
+            waiting = sorted(pending)
             runs = [
                 run
-                for at in range(0, len(ids), API_PAGE)
+                for at in range(0, len(waiting), API_PAGE)
                 for run in client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[at : at + API_PAGE])),
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=waiting[at : at + API_PAGE])),
                     limit=API_PAGE,
                 )
             ]
+            if pool:
+                runs = _crash_runs_of_lost_hosts(client, runs, pool, logger)
             running = 0
             for run in runs:
                 if run.state is not None and run.state.is_final():
@@ -72,12 +81,34 @@ def wait_for_runs(ids: Collection[UUID], poll_seconds: float, label: str = "runs
                     failed,
                     running,
                     progress[3],
-                    len(ids),
+                    len(ids) + len(done) - len(pending),
                 )
                 last = progress
             if pending:
                 time.sleep(poll_seconds)
     return done
+
+
+def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) -> list[FlowRun]:
+    """Mark Crashed the unfinished runs of hosts known to the pool whose workers are all offline.
+
+    A host is judged only by workers named after it (`<host>-NN`), so a run whose host is unknown
+    to the pool is left alone rather than guessed about.
+    """
+    hosts = [(run_host(r.infrastructure_pid), r) for r in runs if r.state and not r.state.is_final()]
+    if not any(host for host, _ in hosts):
+        return runs
+    workers = client.read_workers_for_work_pool(pool)
+    known = {host_of_worker(w.name) for w in workers}
+    online = {host_of_worker(w.name) for w in workers if w.status == "ONLINE"}
+    lost = {host for host, _ in hosts if host in known and host not in online}
+    for host, run in hosts:
+        if host in lost:
+            message = f"host {host} lost: none of its workers is online; the table will be resubmitted"
+            logger.warning("%s (%s)", message, run.name)
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            run.state = client.read_flow_run(run.id).state
+    return runs
 
 
 def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[str], name: str) -> UUID:
@@ -120,7 +151,9 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
         for name in names
     }
     for attempt in range(CRASH_RESUBMITS + 1):
-        finished = wait_for_runs(todo.values(), config.prefect.poll_seconds, "tables")
+        finished = wait_for_runs(
+            todo.values(), config.prefect.poll_seconds, "tables", config.prefect.table_pool
+        )
         by_table.update({name: finished[run_id] for name, run_id in todo.items()})
         crashed = [name for name, run_id in todo.items() if finished[run_id].state.is_crashed()]
         if not crashed or attempt == CRASH_RESUBMITS:
@@ -142,7 +175,7 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
         _submit(dep, f"{batch}:{dep}", params, tags, dep.split("/")[0])
         for dep, params in zip(CLEANUP_DEPLOYMENTS, cleanup_params, strict=True)
     ]
-    cleaned = wait_for_runs(cleanups, config.prefect.poll_seconds, "cleanups")
+    cleaned = wait_for_runs(cleanups, config.prefect.poll_seconds, "cleanups", config.prefect.cleanup_pool)
     broken = [
         dep
         for dep, run_id in zip(CLEANUP_DEPLOYMENTS, cleanups, strict=True)

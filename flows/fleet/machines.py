@@ -132,12 +132,12 @@ def statuses() -> list[MachineStatus]:
         mine = [w for w in workers_by_pool[machine.pool] if w.name.startswith(f"{machine.host}-")]
         live = sorted(w.name for w in mine if w.status == "ONLINE")
         beats = [w.last_heartbeat_time for w in mine if w.last_heartbeat_time]
-        runs = sum(1 for r in running if _run_host(r.infrastructure_pid) == machine.host)
+        runs = sum(1 for r in running if run_host(r.infrastructure_pid) == machine.host)
         result.append(MachineStatus(machine, live, max(beats) if beats else None, runs))
     return result
 
 
-def _run_host(infrastructure_pid: str | None) -> str | None:
+def run_host(infrastructure_pid: str | None) -> str | None:
     """`web-3.example.org:4242` -> `web-3`, the short name hosts are registered under."""
     return infrastructure_pid.split(":")[0].split(".")[0] if infrastructure_pid else None
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from flows.errors import ConfigError, PrefectUnavailableError
 from flows.fleet.server import prefect_executable
-from flows.fleet.workers import DEFAULT_QUERY_SECONDS, QUERY_ENV, WORKER_ENV, WORKER_TYPE
+from flows.fleet.workers import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_QUERY_SECONDS,
+    HEARTBEAT_ENV,
+    QUERY_ENV,
+    WORKER_ENV,
+    WORKER_TYPE,
+)
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
@@ -70,6 +77,7 @@ def exec_worker(name: str, pool: str, limit: int, env_file: Path | None) -> None
             + (f" {env_file}" if env_file else "")
         )
     env.setdefault(QUERY_ENV, DEFAULT_QUERY_SECONDS)
+    env.setdefault(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_SECONDS)
     env[WORKER_ENV] = name
     command = worker_command(name, pool, limit)
     os.execve(command[0], command, env)

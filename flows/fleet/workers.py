@@ -43,6 +43,10 @@ WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it wit
 # server one cheap query per worker every 2 s and takes most of the idle out of a batch.
 QUERY_ENV = "PREFECT_WORKER_QUERY_SECONDS"
 DEFAULT_QUERY_SECONDS = "2"
+# A worker counts as offline after 3 missed heartbeats; at 10 s (Prefect: 30 s) the orchestrator
+# learns within ~30 s that a whole host is gone and resubmits its tables.
+HEARTBEAT_ENV = "PREFECT_WORKER_HEARTBEAT_SECONDS"
+DEFAULT_HEARTBEAT_SECONDS = "10"
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,7 @@ class WorkerSupervisor:
         command += ["--limit", str(self.limit), "--name", worker.name, "--type", WORKER_TYPE]
         env = {
             QUERY_ENV: DEFAULT_QUERY_SECONDS,
+            HEARTBEAT_ENV: DEFAULT_HEARTBEAT_SECONDS,
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
