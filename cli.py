@@ -376,8 +376,18 @@ def machine_group() -> None:
     show_default=True,
     help="The env file the workers load (PREFECT_API_URL, ETLCTL_CONFIG, secrets).",
 )
-@click.option("--user", default="etl", show_default=True, help="Unix user of the systemd units.")
+@click.option(
+    "--user",
+    default="etl",
+    show_default=True,
+    help="Unix user the workers run as; '-' keeps the service manager's own user.",
+)
 @click.option("--home", default="/var/lib/etlctl", show_default=True, help="Logs and state on this host.")
+@click.option(
+    "--supervisor-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="supervisord.conf for supervisorctl, when not the system one.",
+)
 @pass_settings
 def machine_register(
     settings: Settings,
@@ -391,6 +401,7 @@ def machine_register(
     env_file: str,
     user: str,
     home: str,
+    supervisor_config: Path | None,
 ) -> None:
     """Record this host in the inventory, install its worker services and start them."""
     import datetime as dt
@@ -401,7 +412,17 @@ def machine_register(
     name = host or this_host()
     variable_name(name)
     etlctl = str(Path(sys.executable).with_name("etlctl"))
-    plan = plan_host(manager, workers, etlctl, env_file, user, home, target_dir)
+    plan = plan_host(
+        name,
+        manager,
+        workers,
+        etlctl,
+        env_file,
+        None if user == "-" else user,
+        home,
+        target_dir,
+        supervisor_config,
+    )
     if dry_run:
         for path, text in plan.files.items():
             click.echo(f"# ---- {path}\n{text.rstrip()}\n")

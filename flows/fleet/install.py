@@ -35,19 +35,25 @@ class HostPlan:
 
 
 def plan_host(
-    manager: str, workers: int, etlctl: str, env_file: str, user: str, home: str, target_dir: Path | None
+    host: str,
+    manager: str,
+    workers: int,
+    etlctl: str,
+    env_file: str,
+    user: str | None,
+    home: str,
+    target_dir: Path | None,
+    supervisor_config: Path | None = None,
 ) -> HostPlan:
+    """The files for `host` and the commands that start them; `user=None` keeps the manager's own."""
     if manager == "supervisor":
         directory = target_dir or SUPERVISOR_DIR
-        text = render.render_supervisor(workers, etlctl, env_file, home)
-        return HostPlan(
-            manager,
-            {directory / "etlctl.conf": text},
-            [["supervisorctl", "reread"], ["supervisorctl", "update"]],
-        )
+        text = render.render_supervisor(workers, etlctl, env_file, home, user=user, host=host)
+        ctl = ["supervisorctl", *(["-c", str(supervisor_config)] if supervisor_config else [])]
+        return HostPlan(manager, {directory / "etlctl.conf": text}, [[*ctl, "reread"], [*ctl, "update"]])
     if manager == "systemd":
         directory = target_dir or SYSTEMD_DIR
-        units = render.render_systemd(workers, etlctl, user, env_file)
+        units = render.render_systemd(workers, etlctl, user or "root", env_file)
         return HostPlan(
             manager,
             {directory / name: text for name, text in units.items()},
