@@ -142,3 +142,25 @@ def test_a_drained_host_claims_nothing_until_resumed(fleet, tmp_path):
     finally:
         fleet.etlctl("machine", "resume", "e2e")
         fleet.etlctl("machine", "deregister", "e2e", "--timeout", "60")
+
+
+def test_run_works_under_crons_bare_environment(fleet, tmp_path):
+    env_file = tmp_path / "etlctl.env"
+    env_file.write_text(
+        "\n".join(f"{k}={fleet.env[k]}" for k in ("PREFECT_API_URL", "ETLCTL_CONFIG", "ETLCTL_STATE_DIR"))
+        + "\n"
+    )
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LOGNAME": "root", "SHELL": "/bin/sh"}
+    proc = subprocess.run(
+        [ETLCTL, "run", "--env-file", str(env_file), "currencies", "categories"],
+        env=bare,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].endswith("2 tables loaded")
+    assert "\x1b[" not in proc.stdout + proc.stderr  # no terminal colours in cron mail or journald
+    assert any(" | INFO " in line and "tables:" in line for line in proc.stderr.splitlines())
