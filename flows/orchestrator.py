@@ -25,8 +25,7 @@ from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, Crashed, Failed, State
 
 from flows.config import load_config
-from flows.etl.engines import check_connection, make_engine
-from flows.etl.plan import plan_tables, select_tables
+from flows.etl.plan import checked_plans
 from flows.fleet.machines import host_of_worker, run_host
 
 TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
@@ -136,13 +135,7 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
     logger = get_run_logger()
     config = load_config()
     batch = batch_id or default_batch_id()
-    source = make_engine(config.source_url, "source")
-    try:
-        check_connection(source, "source")
-        names = tables or select_tables(config, source)
-        plan_tables(config, source, names, estimate=False)
-    finally:
-        source.dispose()
+    names = [plan.name for plan in checked_plans(config, tables)]
     tags = [batch_tag(batch)]
     logger.info("batch %s: %d tables -> %s", batch, len(names), TABLE_DEPLOYMENT)
     by_table: dict[str, FlowRun] = {}

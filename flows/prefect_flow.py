@@ -18,8 +18,7 @@ from prefect.states import Completed, Failed, State
 
 from flows.config import load_config
 from flows.etl.batch import new_batch_id
-from flows.etl.engines import make_engine
-from flows.etl.plan import plan_tables, select_tables
+from flows.etl.plan import checked_plans
 from flows.etl.step import run_table
 
 
@@ -32,12 +31,7 @@ def load_table(table: str, batch_id: str) -> dict[str, Any]:
 def etl_all_tables(tables: list[str] | None = None) -> State:
     """Load every selected table as a task; ends Failed naming the tables that failed."""
     config = load_config()
-    source = make_engine(config.source_url, "source")
-    try:
-        names = tables or select_tables(config, source)
-        plan_tables(config, source, names, estimate=False)
-    finally:
-        source.dispose()
+    names = [plan.name for plan in checked_plans(config, tables)]
     batch = new_batch_id()
     futures = {name: load_table.with_options(task_run_name=name).submit(name, batch) for name in names}
     wait(list(futures.values()))

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Sequence
 import click
 
 from flows.config import Config
-from flows.etl.engines import check_connection, make_engine
-from flows.etl.plan import plan_tables
+from flows.etl.plan import checked_plans
 from flows.etl.state import TableResult
 from flows.history import recent_batches
 
@@ -35,15 +34,7 @@ def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def print_plan(config: Config) -> None:
     """`etlctl config check`: connections first (exit 3 if one fails), then the plan."""
-    source = make_engine(config.source_url, "source")
-    target = make_engine(config.target_url, "target")
-    try:
-        check_connection(source, "source")
-        check_connection(target, "target")
-        plans = plan_tables(config, source)
-    finally:
-        source.dispose()
-        target.dispose()
+    plans = checked_plans(config, estimate=True)
     click.echo(f"config  {config.path}")
     click.echo(f"source  {config.source_url}")
     click.echo(f"target  {config.target_url}")

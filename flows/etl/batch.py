@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from flows.config import Config
-from flows.errors import UnknownTableError, first_line
-from flows.etl.engines import check_connection, make_engine
-from flows.etl.plan import plan_tables, select_tables
+from flows.errors import first_line
+from flows.etl.plan import checked_plans
 from flows.etl.state import TableResult
 from flows.etl.step import run_table
 
@@ -22,22 +21,10 @@ def run_tables(config: Config, names: list[str], batch_id: str | None = None) ->
 
     Unknown table names fail before anything moves, so a typo changes nothing in the target.
     """
-    source = make_engine(config.source_url, "source")
-    target = make_engine(config.target_url, "target")
-    try:
-        check_connection(source, "source")
-        check_connection(target, "target")
-        selected = select_tables(config, source)
-        unknown = [n for n in names if n not in selected]
-        if unknown:
-            raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
-        plan_tables(config, source, names or selected, estimate=False)
-    finally:
-        source.dispose()
-        target.dispose()
+    plans = checked_plans(config, names)
     batch = batch_id or new_batch_id()
     results = []
-    for name in names or selected:
+    for name in (plan.name for plan in plans):
         try:
             results.append(run_table(config, name, batch))
         except Exception as exc:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import NoSuchTableError
 
 from flows.config import Config, TableOptions
 from flows.errors import ConfigError, UnknownTableError
+from flows.etl.engines import check_connection, make_engine
 
 INTERNAL_PREFIX = "_etlctl_"
 
@@ -104,3 +105,21 @@ def estimate_rows(conn: Connection, table: Table) -> int:
         if estimate is not None and estimate >= 0:
             return int(estimate)
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def checked_plans(config: Config, names: list[str] | None = None, estimate: bool = False) -> list[TablePlan]:
+    """Both databases reachable and every table valid, before anything moves; `names` narrows
+    the configured selection (a name outside it is an error)."""
+    source = make_engine(config.source_url, "source")
+    target = make_engine(config.target_url, "target")
+    try:
+        check_connection(source, "source")
+        check_connection(target, "target")
+        selected = select_tables(config, source)
+        unknown = [n for n in names or [] if n not in selected]
+        if unknown:
+            raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
+        return plan_tables(config, source, names or selected, estimate=estimate)
+    finally:
+        source.dispose()
+        target.dispose()

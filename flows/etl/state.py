@@ -139,22 +139,13 @@ def read_watermark(conn: Connection, state: Table, table: str) -> str | None:
 def record(conn: Connection, state: Table, runs: Table, result: TableResult) -> None:
     """Write the table's state and its run row; call inside the transaction that moved the data."""
     save_state(conn, state, result)
-    now = _utcnow()
-    row = result.to_dict()
     conn.execute(
         insert(runs).values(
-            batch_id=result.batch_id,
-            table_name=result.table,
-            mode=result.mode,
-            rows_read=result.rows_read,
-            rows_written=result.rows_written,
-            seconds=result.seconds,
-            watermark_before=row["watermark_before"],
-            watermark_after=row["watermark_after"],
-            outcome=result.outcome,
-            error=result.error,
+            **_outcome(result),
+            watermark_before=encode_watermark(result.watermark_before),
+            watermark_after=encode_watermark(result.watermark_after),
             worker=result.worker,
-            finished_at=now,
+            finished_at=_utcnow(),
         )
     )
 
@@ -164,18 +155,23 @@ def save_state(conn: Connection, state: Table, result: TableResult) -> None:
     conn.execute(delete(state).where(state.c.table_name == result.table))
     conn.execute(
         insert(state).values(
-            table_name=result.table,
-            mode=result.mode,
-            watermark=encode_watermark(result.watermark_after),
-            rows_read=result.rows_read,
-            rows_written=result.rows_written,
-            seconds=result.seconds,
-            batch_id=result.batch_id,
-            outcome=result.outcome,
-            error=result.error,
-            updated_at=_utcnow(),
+            **_outcome(result), watermark=encode_watermark(result.watermark_after), updated_at=_utcnow()
         )
     )
+
+
+def _outcome(result: TableResult) -> dict[str, Any]:
+    """The columns the state row and the run row share."""
+    return {
+        "table_name": result.table,
+        "mode": result.mode,
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "seconds": result.seconds,
+        "batch_id": result.batch_id,
+        "outcome": result.outcome,
+        "error": result.error,
+    }
 
 
 def _utcnow() -> dt.datetime:
