@@ -203,7 +203,13 @@ def workers_group() -> None:
     show_default=True,
     help="Work pool [env ETLCTL_POOL].",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Flow runs this worker takes at once; the per-table fan-out assumes 1.",
+)
 @click.option(
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -212,9 +218,10 @@ def workers_group() -> None:
 def worker_exec(name: str | None, index: int, pool: str, limit: int, env_file: Path | None) -> None:
     """One worker slot, as supervisord and systemd run it: load the env file, then become
     `prefect worker start --type etlctl`, which drains on SIGTERM."""
-    from flows.fleet.worker_exec import default_name, exec_worker
+    from flows.fleet.naming import this_host, worker_name
+    from flows.fleet.worker_exec import exec_worker
 
-    exec_worker(name or default_name(index), pool, limit, env_file)
+    exec_worker(name or worker_name(this_host(), index), pool, limit, env_file)
 
 
 @workers_group.command("start")
@@ -316,7 +323,13 @@ def run(
 
 
 @main.command("status")
-@click.option("--batches", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--batches",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="How many recent batches to list.",
+)
 @pass_settings
 def status(settings: Settings, batches: int) -> None:
     """Recent batches, and each table's outcome in the latest one (from the target's history)."""
@@ -326,7 +339,9 @@ def status(settings: Settings, batches: int) -> None:
 
 
 @main.command("demo")
-@click.option("--workers", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=3, show_default=True, help="Worker processes to start."
+)
 @click.option(
     "--big-rows",
     type=click.IntRange(min=0),
@@ -353,7 +368,13 @@ def machine_group() -> None:
 
 @machine_group.command("register")
 @click.option("--host", help="Name of this host in the fleet [default: short host name].")
-@click.option("--workers", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Worker processes on this host.",
+)
 @click.option("--pool", help="Work pool [default: [prefect] table_pool].")
 @click.option(
     "--supervisor",
@@ -404,47 +425,31 @@ def machine_register(
     supervisor_config: Path | None,
 ) -> None:
     """Record this host in the inventory, install its worker services and start them."""
-    import datetime as dt
-
-    from flows.fleet.install import install, plan_host
-    from flows.fleet.machines import Machine, this_host, variable_name
+    from flows.fleet.install import describe, install, plan_host
+    from flows.fleet.naming import this_host, variable_name
 
     name = host or this_host()
     variable_name(name)
-    etlctl = str(Path(sys.executable).with_name("etlctl"))
     plan = plan_host(
         name,
         manager,
         workers,
-        etlctl,
+        str(Path(sys.executable).with_name("etlctl")),
         env_file,
         None if user == "-" else user,
         home,
         target_dir,
         supervisor_config,
     )
+    pool = pool or settings.config.prefect.table_pool
     if dry_run:
-        for path, text in plan.files.items():
-            click.echo(f"# ---- {path}\n{text.rstrip()}\n")
-        for command in plan.start:
-            click.echo("# would run: " + " ".join(command))
-        click.echo(
-            f"# would record host {name}: {workers} workers on pool "
-            f"{pool or settings.config.prefect.table_pool}, {manager}"
-        )
+        click.echo(describe(plan, name, workers, pool))
         return
     settings.connect()
-    from flows.fleet.machines import record
+    from flows.fleet.machines import Machine, record
 
-    machine = Machine(
-        name,
-        workers,
-        pool or settings.config.prefect.table_pool,
-        manager,
-        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
-    record(machine)
-    click.echo(f"recorded host {name}: {workers} workers on pool {machine.pool} ({manager})")
+    record(Machine.now(name, workers, pool, manager))
+    click.echo(f"recorded host {name}: {workers} workers on pool {pool} ({manager})")
     for line in install(plan, start=not no_start):
         click.echo(line)
 
@@ -468,7 +473,13 @@ def machine_ls(settings: Settings, as_json: bool) -> None:
     show_default=True,
     help="Return only once the host's runs in progress have finished.",
 )
-@click.option("--timeout", type=float, default=3600, show_default=True)
+@click.option(
+    "--timeout",
+    type=float,
+    default=3600,
+    show_default=True,
+    help="Seconds to wait for the host's runs in progress to finish.",
+)
 @pass_settings
 def machine_drain(settings: Settings, host: str, wait: bool, timeout: float) -> None:
     """HOST's workers finish their current tables and claim no new ones (until `resume`)."""
@@ -497,7 +508,13 @@ def machine_resume(settings: Settings, host: str) -> None:
 
 @machine_group.command("deregister")
 @click.argument("host")
-@click.option("--timeout", type=float, default=3600, show_default=True)
+@click.option(
+    "--timeout",
+    type=float,
+    default=3600,
+    show_default=True,
+    help="Seconds to wait for the host's runs in progress to finish.",
+)
 @pass_settings
 def machine_deregister(settings: Settings, host: str, timeout: float) -> None:
     """Drain HOST, wait for its runs to finish, and remove it from the inventory."""
@@ -521,7 +538,8 @@ def machine_restart(settings: Settings, host: str | None) -> None:
     """Rolling restart of this host's workers: one at a time, each only when idle."""
     settings.connect()
     from flows.fleet.install import rolling_restart
-    from flows.fleet.machines import lookup, this_host
+    from flows.fleet.machines import lookup
+    from flows.fleet.naming import this_host
 
     name = host or this_host()
     if name != this_host():

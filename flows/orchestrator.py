@@ -26,7 +26,7 @@ from prefect.states import Completed, Crashed, Failed, State
 
 from flows.config import load_config
 from flows.etl.plan import checked_plans
-from flows.fleet.machines import host_of_worker, run_host
+from flows.fleet.naming import host_of_worker, run_host
 
 TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
 CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")

@@ -22,7 +22,8 @@ import anyio
 import psutil
 from prefect.workers.process import ProcessWorker
 
-from flows.fleet.machines import host_of_worker, is_draining
+from flows.fleet.machines import is_draining
+from flows.fleet.naming import host_of_worker
 from flows.fleet.workers import WORKER_TYPE
 
 DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"

@@ -62,6 +62,14 @@ def plan_host(
     raise ConfigError(f"unknown service manager {manager!r}: use --supervisor or --systemd")
 
 
+def describe(plan: HostPlan, host: str, workers: int, pool: str) -> str:
+    """What `register --dry-run` prints: every file in full, then what would run and be recorded."""
+    parts = [f"# ---- {path}\n{text.rstrip()}\n" for path, text in plan.files.items()]
+    parts += ["# would run: " + " ".join(command) for command in plan.start]
+    parts.append(f"# would record host {host}: {workers} workers on pool {pool}, {plan.manager}")
+    return "\n".join(parts)
+
+
 def install(plan: HostPlan, start: bool) -> list[str]:
     """Write the files, then run the start commands; returns what was done, line by line."""
     done = []

@@ -10,8 +10,6 @@ A host's health comes from Prefect too: its workers' heartbeats and its running 
 from __future__ import annotations
 
 import datetime as dt
-import re
-import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,8 +20,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.variables import Variable
 
 from flows.errors import ConfigError
+from flows.fleet.naming import VARIABLE_PREFIX, run_host, variable_name
 
-PREFIX = "etlctl_machine_"
 TAG = "etlctl-machine"
 API_PAGE = 200
 
@@ -38,6 +36,10 @@ class Machine:
     manager: str
     registered_at: str
     draining: bool = False
+
+    @classmethod
+    def now(cls, host: str, workers: int, pool: str, manager: str) -> Machine:
+        return cls(host, workers, pool, manager, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
 
 @dataclass
@@ -64,17 +66,6 @@ class MachineStatus:
             "runs_in_progress": self.runs_in_progress,
             "verdict": self.verdict,
         }
-
-
-def this_host() -> str:
-    return socket.gethostname().split(".")[0]
-
-
-def variable_name(host: str) -> str:
-    """Prefect variable names allow lower-case letters, digits and underscores only."""
-    if not host or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", host):
-        raise ConfigError(f"{host!r} is not a usable host name (letters, digits, '.', '-', '_')")
-    return PREFIX + re.sub(r"[^a-z0-9_]", "_", host.lower())
 
 
 def record(machine: Machine) -> None:
@@ -109,7 +100,11 @@ def machines() -> list[Machine]:
     with get_client(sync_client=True) as client:
         found = client.read_variables()
     return sorted(
-        (Machine(**v.value) for v in found if v.name.startswith(PREFIX) and isinstance(v.value, dict)),
+        (
+            Machine(**v.value)
+            for v in found
+            if v.name.startswith(VARIABLE_PREFIX) and isinstance(v.value, dict)
+        ),
         key=lambda m: m.host,
     )
 
@@ -135,16 +130,6 @@ def statuses() -> list[MachineStatus]:
         runs = sum(1 for r in running if run_host(r.infrastructure_pid) == machine.host)
         result.append(MachineStatus(machine, live, max(beats) if beats else None, runs))
     return result
-
-
-def run_host(infrastructure_pid: str | None) -> str | None:
-    """`web-3.example.org:4242` -> `web-3`, the short name hosts are registered under."""
-    return infrastructure_pid.split(":")[0].split(".")[0] if infrastructure_pid else None
-
-
-def host_of_worker(worker_name: str) -> str:
-    """Workers are named `<host>-NN`."""
-    return worker_name.rsplit("-", 1)[0]
 
 
 def wait_idle(host: str, timeout: float, poll: float = 2.0) -> bool:

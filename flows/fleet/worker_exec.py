@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 
 from flows.errors import ConfigError, PrefectUnavailableError
@@ -60,10 +59,6 @@ def worker_command(name: str, pool: str, limit: int) -> list[str]:
         "--name",
         name,
     ]
-
-
-def default_name(index: int) -> str:
-    return f"{socket.gethostname().split('.')[0]}-{index:02d}"
 
 
 def exec_worker(name: str, pool: str, limit: int, env_file: Path | None) -> None:

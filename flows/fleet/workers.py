@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import psutil
 
 from flows.errors import ConfigError
+from flows.fleet.naming import this_host, worker_name
 from flows.fleet.server import is_alive, prefect_executable, signal_groups, wait_gone
 
 MIN_BACKOFF = 1.0
@@ -80,8 +80,8 @@ class WorkerSupervisor:
         self.limit = limit
         self.extra_env = dict(extra_env or {})
         self.log_dir = Path(log_dir) if log_dir else None
-        prefix = prefix or socket.gethostname().split(".")[0]
-        self._workers = [_Worker(f"{prefix}-{i:02d}") for i in range(1, count + 1)]
+        prefix = prefix or this_host()
+        self._workers = [_Worker(worker_name(prefix, i)) for i in range(1, count + 1)]
         self._orphans: list[psutil.Process] = []
         self._lock = threading.Lock()
         self._stop_requested = threading.Event()
