@@ -198,10 +198,7 @@ def workers_group() -> None:
 )
 @click.option(
     "--pool",
-    envvar="ETLCTL_POOL",
-    default="etl-tables",
-    show_default=True,
-    help="Work pool [env ETLCTL_POOL].",
+    help="Work pool [default: ETLCTL_POOL from the environment or the env file, else etl-tables].",
 )
 @click.option(
     "--limit",
@@ -215,7 +212,7 @@ def workers_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="KEY=VALUE file with PREFECT_API_URL, PREFECT_API_KEY, ETLCTL_CONFIG, ...",
 )
-def worker_exec(name: str | None, index: int, pool: str, limit: int, env_file: Path | None) -> None:
+def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_file: Path | None) -> None:
     """One worker slot, as supervisord and systemd run it: load the env file, then become
     `prefect worker start --type etlctl`, which drains on SIGTERM."""
     from flows.fleet.naming import this_host, worker_name

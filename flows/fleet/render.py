@@ -91,7 +91,8 @@ def render_supervisor(
     banner = (
         "; etlctl.conf -- this host's etlctl table workers, for /etc/supervisor/conf.d.\n"
         "; Rendered from etlctl's ops/supervisord.conf (see its comments); edit that, not this.\n"
-        f"; {home}/logs must exist. `supervisorctl reread && supervisorctl update` applies changes.\n\n"
+        f"; {home}/logs must exist, and {home} be writable by the workers' user.\n"
+        "; `supervisorctl reread && supervisorctl update` applies changes.\n\n"
     )
     return banner + section
 

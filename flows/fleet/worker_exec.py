@@ -22,6 +22,8 @@ from flows.fleet.workers import (
     WORKER_TYPE,
 )
 
+POOL_ENV = "ETLCTL_POOL"
+DEFAULT_POOL = "etl-tables"
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -61,11 +63,13 @@ def worker_command(name: str, pool: str, limit: int) -> list[str]:
     ]
 
 
-def exec_worker(name: str, pool: str, limit: int, env_file: Path | None) -> None:
-    """Never returns: the process becomes the Prefect worker."""
+def exec_worker(name: str, pool: str | None, limit: int, env_file: Path | None) -> None:
+    """Never returns: the process becomes the Prefect worker. `--pool` wins over ETLCTL_POOL,
+    which may come from the env file (a system supervisord has no other place to set it)."""
     env = dict(os.environ)
     if env_file is not None:
         env.update(read_env_file(env_file))
+    pool = pool or env.get(POOL_ENV) or DEFAULT_POOL
     if not env.get("PREFECT_API_URL"):
         raise PrefectUnavailableError(
             f"PREFECT_API_URL is not set for worker {name}; put it in the env file"

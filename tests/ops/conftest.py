@@ -1,0 +1,122 @@
+"""What the ops tests share: one sample source with a table slow enough to stop a worker in the middle
+of, and a work pool of their own with the deployments pointed at it, set up by the real `etlctl`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from flows.etl.fingerprint import fingerprint
+from flows.fleet.server import ServerHandle
+from flows.sample import build_sample, write_sample_config
+
+ETLCTL = str(Path(sys.executable).with_name("etlctl"))
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+REPO = Path(__file__).resolve().parents[2]
+OPS = REPO / "ops"
+LONG_TABLE = "measurements"
+# ~1,000,000 rows: 25-35 s in a flow run on a 2-core machine, long enough to stop a worker mid-table
+BIG_ROWS = 1_000_000
+DRAIN_SECONDS = 120
+DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    long_table_fingerprint: tuple[int, str]
+
+
+@dataclass(frozen=True)
+class OpsFleet:
+    """A work pool of the test's own, the deployments on it, and an env file for its workers."""
+
+    work: Path
+    pool: str
+    env: dict[str, str]
+    env_file: Path
+    target_url: str
+    source_fingerprint: tuple[int, str]
+
+    def target_fingerprint(self, table: str = LONG_TABLE) -> tuple[int, str]:
+        engine = create_engine(self.target_url)
+        try:
+            return fingerprint(engine, table)
+        finally:
+            engine.dispose()
+
+    def run_table(self, table: str) -> str:
+        """`prefect deployment run`, as an operator would; returns the flow run's id."""
+        proc = subprocess.run(
+            [PREFECT, "deployment", "run", DEPLOYMENT, "-p", f"table={table}"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found = re.search(r"UUID: ([0-9a-f-]{36})", proc.stdout)
+        assert proc.returncode == 0 and found, proc.stdout + proc.stderr
+        return found.group(1)
+
+
+@pytest.fixture(scope="session")
+def ops_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    path = tmp_path_factory.mktemp("ops-source") / "source.db"
+    url = f"sqlite:///{path}"
+    build_sample(url, big_rows=BIG_ROWS)
+    engine = create_engine(url)
+    try:
+        return Source(url, fingerprint(engine, LONG_TABLE))
+    finally:
+        engine.dispose()
+
+
+def make_fleet(prefect_server: ServerHandle, source: Source, work: Path, pool: str) -> OpsFleet:
+    """`etlctl setup` and `etlctl deploy` with the table pool `pool`, and the workers' env file.
+
+    The pool is the test's own so that no other test's workers (or their lingering ONLINE records)
+    take part; the deployments keep their fixed names and move to this pool.
+    """
+    target_url = f"sqlite:///{work / 'target.db'}"
+    config = write_sample_config(work / "etlctl.toml", source.url, target_url)
+    with config.open("a", encoding="utf-8") as out:
+        out.write(f'\n[prefect]\ntable_pool = "{pool}"\ncleanup_pool = "{pool}"\n')
+        out.write(f'orchestrator_pool = "{pool}-orchestrator"\n')
+    env = {**prefect_server.env(), "ETLCTL_CONFIG": str(config), "ETLCTL_STATE_DIR": str(work / "state")}
+    for command in ("setup", "deploy"):
+        proc = subprocess.run([ETLCTL, command], env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"etlctl {command}: {proc.stdout}{proc.stderr}"
+    env_file = work / "etlctl.env"
+    env_file.write_text(
+        "# written by tests/ops, in the shape of ops/etlctl.env.example\n"
+        f"PREFECT_API_URL={prefect_server.api_url}\n"
+        f"ETLCTL_CONFIG={config}\n"
+        f"ETLCTL_DRAIN_SECONDS={DRAIN_SECONDS}\n"
+        "PREFECT_WORKER_QUERY_SECONDS=2\n",
+        encoding="utf-8",
+    )
+    return OpsFleet(work, pool, env, env_file, target_url, source.long_table_fingerprint)
+
+
+def client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def workers_of(pool: str) -> dict[str, Any]:
+    """Worker name -> Prefect's record of it (status, last_heartbeat_time)."""
+    with client() as c:
+        return {w.name: w for w in c.read_workers_for_work_pool(pool)}
+
+
+def flow_run(run_id: str) -> Any:
+    with client() as c:
+        return c.read_flow_run(run_id)
