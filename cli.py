@@ -530,8 +530,13 @@ def machine_deregister(settings: Settings, host: str, timeout: float) -> None:
 
 @machine_group.command("restart")
 @click.argument("host", required=False)
+@click.option(
+    "--supervisor-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="supervisord.conf for supervisorctl, when not the system one.",
+)
 @pass_settings
-def machine_restart(settings: Settings, host: str | None) -> None:
+def machine_restart(settings: Settings, host: str | None, supervisor_config: Path | None) -> None:
     """Rolling restart of this host's workers: one at a time, each only when idle."""
     settings.connect()
     from flows.fleet.install import rolling_restart
@@ -542,4 +547,4 @@ def machine_restart(settings: Settings, host: str | None) -> None:
     if name != this_host():
         raise click.ClickException(f"run `etlctl machine restart` on {name} itself")
     machine = lookup(name)
-    rolling_restart(machine.manager, name, machine.workers, click.echo)
+    rolling_restart(machine.manager, name, machine.workers, click.echo, supervisor_config)

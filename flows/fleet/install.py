@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import psutil
 
 from flows.errors import ConfigError
 from flows.fleet import render
+from flows.fleet.naming import worker_name
 
 SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -49,7 +51,7 @@ def plan_host(
     if manager == "supervisor":
         directory = target_dir or SUPERVISOR_DIR
         text = render.render_supervisor(workers, etlctl, env_file, home, user=user, host=host)
-        ctl = ["supervisorctl", *(["-c", str(supervisor_config)] if supervisor_config else [])]
+        ctl = _supervisorctl(supervisor_config)
         return HostPlan(manager, {directory / "etlctl.conf": text}, [[*ctl, "reread"], [*ctl, "update"]])
     if manager == "systemd":
         directory = target_dir or SYSTEMD_DIR
@@ -83,9 +85,9 @@ def install(plan: HostPlan, start: bool) -> list[str]:
     return done
 
 
-def restart_command(manager: str, host: str, index: int) -> list[str]:
+def restart_command(manager: str, host: str, index: int, supervisor_config: Path | None = None) -> list[str]:
     if manager == "supervisor":
-        return ["supervisorctl", "restart", f"etl-worker:{host}-{index:02d}"]
+        return [*_supervisorctl(supervisor_config), "restart", f"etl-worker:{worker_name(host, index)}"]
     return ["systemctl", "restart", f"etl-worker@{index}.service"]
 
 
@@ -101,16 +103,29 @@ def worker_busy(name: str) -> bool:
     return False
 
 
-def rolling_restart(manager: str, host: str, workers: int, report: Callable[[str], None]) -> None:
+def rolling_restart(
+    manager: str,
+    host: str,
+    workers: int,
+    report: Callable[[str], None],
+    supervisor_config: Path | None = None,
+) -> None:
     """Restart each worker only when idle; the drain on SIGTERM makes an idle restart immediate."""
     for index in range(1, workers + 1):
-        name = f"{host}-{index:02d}"
+        name = worker_name(host, index)
         if worker_busy(name):
             report(f"{name}: waiting for its flow run to finish")
         while worker_busy(name):
             time.sleep(IDLE_POLL_SECONDS)
-        _run(restart_command(manager, host, index))
+        _run(restart_command(manager, host, index, supervisor_config))
         report(f"{name}: restarted")
+
+
+def _supervisorctl(config: Path | None) -> list[str]:
+    """etlctl's own supervisorctl (the supervisor package is a dependency), else the system's."""
+    beside = Path(sys.executable).with_name("supervisorctl")
+    command = str(beside) if beside.exists() else "supervisorctl"
+    return [command, *(["-c", str(config)] if config else [])]
 
 
 def _run(command: list[str]) -> None:

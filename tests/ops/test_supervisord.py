@@ -165,19 +165,7 @@ def test_stop_waits_for_the_running_table_then_the_worker_is_gone(supervised: Su
     until(lambda: len(supervised.running()) == 3, 60, "3 RUNNING")
     run_id = fleet.run_table(LONG_TABLE)
     created = time.monotonic()
-
-    def claimed() -> tuple[str, int, int] | None:
-        run = flow_run(run_id)
-        if run.state_type.value != "RUNNING" or not run.infrastructure_pid:
-            return None
-        run_pid = int(str(run.infrastructure_pid).rsplit(":", 1)[-1])
-        for name, pid in supervised.running().items():
-            with contextlib.suppress(psutil.Error):
-                if run_pid in {c.pid for c in psutil.Process(pid).children(recursive=True)}:
-                    return name, pid, run_pid
-        return None
-
-    name, worker_pid, run_pid = until(claimed, 90, f"{LONG_TABLE} running on a worker")
+    name, worker_pid, run_pid = until(lambda: _claimed(supervised, run_id), 90, f"{LONG_TABLE} running")
     stop_at = time.monotonic()
     stopped = supervised.ctl("stop", f"etl-worker:{name}", timeout=DRAIN_LIMIT)
     returned = time.monotonic()
@@ -195,6 +183,59 @@ def test_stop_waits_for_the_running_table_then_the_worker_is_gone(supervised: Su
         f"{returned - stop_at:.1f} s later, after the run ended Completed "
         f"({final.end_time.timestamp() - final.start_time.timestamp():.1f} s of run)"
     )
+
+
+def test_rolling_restart_restarts_every_worker_and_waits_for_the_busy_one(
+    supervised: Supervised, tmp_path: Path
+) -> None:
+    fleet = supervised.fleet
+    assert supervised.ctl("start", "etl-worker:*").returncode == 0
+    before = until(lambda: (r := supervised.running()) and len(r) == 3 and r, 60, "3 RUNNING")
+    env = {**fleet.env, "ETLCTL_HOME": str(supervised.home)}
+    register = [
+        ETLCTL,
+        "machine",
+        "register",
+        "--host",
+        HOST,
+        "--workers",
+        "3",
+        "--target-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run([*register, "--no-start"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    try:
+        run_id = fleet.run_table(LONG_TABLE)
+        busy, _, _ = until(lambda: _claimed(supervised, run_id), 90, f"{LONG_TABLE} running")
+        restart = subprocess.run(
+            [ETLCTL, "machine", "restart", "--supervisor-config", str(CONF)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=DRAIN_LIMIT,
+        )
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        assert f"{busy}: waiting for its flow run to finish" in restart.stdout
+        assert flow_run(run_id).state_type.value == "COMPLETED"
+        after = supervised.running()
+        assert sorted(after) == sorted(before) and all(after[n] != before[n] for n in before)
+    finally:
+        subprocess.run([ETLCTL, "machine", "deregister", HOST, "--timeout", "60"], env=env, check=False)
+
+
+def _claimed(supervised: Supervised, run_id: str) -> tuple[str, int, int] | None:
+    """(worker name, worker pid, flow-run pid) once the run is Running under one of our workers."""
+    run = flow_run(run_id)
+    if run.state_type.value != "RUNNING" or not run.infrastructure_pid:
+        return None
+    run_pid = int(str(run.infrastructure_pid).rsplit(":", 1)[-1])
+    for name, pid in supervised.running().items():
+        with contextlib.suppress(psutil.Error):
+            if run_pid in {c.pid for c in psutil.Process(pid).children(recursive=True)}:
+                return name, pid, run_pid
+    return None
 
 
 def test_shutdown_leaves_no_process_behind(supervised: Supervised) -> None:
