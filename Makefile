@@ -9,7 +9,7 @@ STATE   ?= .state
 export ETLCTL_STATE_DIR ?= $(abspath $(STATE))
 
 .PHONY: install demo test lint bench prefect-server prefect-setup deploy-flows start-workers \
-        run-distributed run-flow status clean
+        run-distributed run-flow status clean fleet-demo
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,9 @@ run-flow: install        ## every table as a task in one flow run, limited by th
 
 status: install
 	$(ETLCTL) status
+
+fleet-demo: install      ## hosts in network namespaces (root): a worker host dies mid-batch, nothing is lost
+	$(PY) -m flows.fleet.lab
 
 clean:
 	rm -rf $(STATE) build *.egg-info

@@ -129,7 +129,8 @@ def server_group() -> None:
 @click.option(
     "--database-url",
     envvar="ETLCTL_SERVER_DATABASE_URL",
-    help="Server database, e.g. postgresql+asyncpg://... [env ETLCTL_SERVER_DATABASE_URL; default SQLite].",
+    help="Server database, e.g. postgresql+asyncpg://... [env ETLCTL_SERVER_DATABASE_URL, preferred: "
+    "a password on a command line shows in ps; default SQLite].",
 )
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl+C stops the server.")
 @pass_settings

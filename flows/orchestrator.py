@@ -80,7 +80,7 @@ def wait_for_runs(
                     failed,
                     running,
                     progress[3],
-                    len(ids) + len(done) - len(pending),
+                    len(ids),
                 )
                 last = progress
             if pending:
@@ -94,7 +94,7 @@ def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) ->
     A host is judged only by workers named after it (`<host>-NN`), so a run whose host is unknown
     to the pool is left alone rather than guessed about.
     """
-    hosts = [(run_host(r.infrastructure_pid), r) for r in runs if r.state and not r.state.is_final()]
+    hosts = [(run_host(r.labels), r) for r in runs if r.state and not r.state.is_final()]
     if not any(host for host, _ in hosts):
         return runs
     workers = client.read_workers_for_work_pool(pool)

@@ -4,7 +4,7 @@ The inventory lives in Prefect, as one variable per host (`etlctl_machine_<host>
 already reaches the Prefect API, while not every host should hold target-database credentials,
 and one variable per host means two hosts registering at once never overwrite each other.
 A host's health comes from Prefect too: its workers' heartbeats and its running flow runs
-(the process worker records `<hostname>:<pid>` as each run's infrastructure pid).
+(each labelled with the name of the worker that claimed it).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def statuses() -> list[MachineStatus]:
         mine = [w for w in workers_by_pool[machine.pool] if w.name.startswith(f"{machine.host}-")]
         live = sorted(w.name for w in mine if w.status == "ONLINE")
         beats = [w.last_heartbeat_time for w in mine if w.last_heartbeat_time]
-        runs = sum(1 for r in running if run_host(r.infrastructure_pid) == machine.host)
+        runs = sum(1 for r in running if run_host(r.labels) == machine.host)
         result.append(MachineStatus(machine, live, max(beats) if beats else None, runs))
     return result
 

@@ -1,13 +1,14 @@
 """How hosts, workers and runs are named, in one place, because the fleet's health depends on it.
 
-Workers are `<host>-NN`; Prefect's process worker records `<hostname>:<pid>` as each flow run's
-infrastructure pid. Matching the two is how a run is traced to its host and a dead host is found.
+Workers are `<host>-NN`, and a worker labels every flow run it claims with its name
+(`prefect.worker.name`): that label is how a run is traced to its host and a dead host is found.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Mapping
 
 from flows.errors import ConfigError
 
@@ -27,9 +28,13 @@ def host_of_worker(name: str) -> str:
     return name.rsplit("-", 1)[0]
 
 
-def run_host(infrastructure_pid: str | None) -> str | None:
-    """`web-3.example.org:4242` -> `web-3`."""
-    return infrastructure_pid.split(":")[0].split(".")[0] if infrastructure_pid else None
+WORKER_LABEL = "prefect.worker.name"
+
+
+def run_host(labels: Mapping[str, object] | None) -> str | None:
+    """The host of the worker that claimed a flow run, from the run's labels; None if unclaimed."""
+    worker = (labels or {}).get(WORKER_LABEL)
+    return host_of_worker(worker) if isinstance(worker, str) else None
 
 
 def variable_name(host: str) -> str:

@@ -70,6 +70,7 @@ def start_cluster(
     root.mkdir(parents=True, exist_ok=True)
     (root / "sock").mkdir(exist_ok=True)
     pwfile = root / "pwfile"
+    pwfile.touch(mode=0o600)  # the folder is world-searchable; the password file must not be readable
     pwfile.write_text(password + "\n")
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
