@@ -300,6 +300,9 @@ def run(
         ping_url = ping_url or os.environ.get("ETLCTL_PING_URL")
     settings.connect()
     config = settings.config
+    from flows.etl.plan import checked_plans
+
+    checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
     from flows.fleet.orchestrator_lock import orchestrator_lock
     from flows.report import print_results
     from flows.run import ping, run_batch

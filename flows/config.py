@@ -54,7 +54,6 @@ class PrefectSettings:
     orchestrator_pool: str = "etl-orchestrator"
     cleanup_pool: str = "etl-tables"
     database_limit: int = 3
-    table_retries: int = 1
     poll_seconds: float = 2.0
     workers: int = 3
 

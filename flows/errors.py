@@ -6,7 +6,6 @@ Exit codes (also in docs/exit-codes.md):
   2  bad input: configuration, unknown table, invalid option
   3  a database (source or target) cannot be reached
   4  the Prefect API cannot be reached or refused a request
-  5  data check failed (row counts differ between source and target)
  75  skipped: another orchestrator run is active somewhere in the fleet (EX_TEMPFAIL)
 """
 
@@ -48,9 +47,7 @@ class AlreadyRunningError(EtlError):
 
 
 class RowCountMismatchError(EtlError):
-    """The loaded row count differs from the source's; the load was rolled back."""
-
-    exit_code = 5
+    """The loaded row count differs from the source's; the load was rolled back (a failed table)."""
 
 
 def first_line(exc: BaseException, limit: int = 500) -> str:

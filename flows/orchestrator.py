@@ -11,6 +11,7 @@ read here, the cleanups run regardless, and the flow ends Failed naming the fail
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Collection
 from typing import Any
@@ -32,10 +33,11 @@ TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
 CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")
 CRASH_RESUBMITS = 1
 API_PAGE = 200  # the most runs the API returns for one filter request
+PENDING_LIMIT = 300  # seconds; a claimed run normally leaves Pending within seconds
 
 
 def batch_tag(batch_id: str) -> str:
-    """The tag on every flow run of a batch: filter on it in the UI or `etlctl status`."""
+    """The tag on every flow run of a batch: filter on it in the Prefect UI or `prefect flow-run ls`."""
     return f"etl-batch:{batch_id}"
 
 
@@ -89,21 +91,31 @@ def wait_for_runs(
 
 
 def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) -> list[FlowRun]:
-    """Mark Crashed the unfinished runs of hosts known to the pool whose workers are all offline.
+    """Mark Crashed the unfinished runs that nothing will ever finish, so they can be resubmitted:
+    those of hosts known to the pool whose workers are all offline, and those stuck Pending (a
+    worker killed between claiming a run and starting its process leaves it Pending for ever).
 
     A host is judged only by workers named after it (`<host>-NN`), so a run whose host is unknown
     to the pool is left alone rather than guessed about.
     """
-    hosts = [(run_host(r.labels), r) for r in runs if r.state and not r.state.is_final()]
-    if not any(host for host, _ in hosts):
-        return runs
-    workers = client.read_workers_for_work_pool(pool)
-    known = {host_of_worker(w.name) for w in workers}
-    online = {host_of_worker(w.name) for w in workers if w.status == "ONLINE"}
-    lost = {host for host, _ in hosts if host in known and host not in online}
+    unfinished = [r for r in runs if r.state and not r.state.is_final()]
+    now = dt.datetime.now(dt.UTC)
+    stuck = {
+        r.id
+        for r in unfinished
+        if r.state.is_pending() and (now - r.state.timestamp).total_seconds() > PENDING_LIMIT
+    }
+    hosts = [(run_host(r.labels), r) for r in unfinished]
+    lost: set[str | None] = set()
+    if any(host for host, _ in hosts):
+        workers = client.read_workers_for_work_pool(pool)
+        known = {host_of_worker(w.name) for w in workers}
+        online = {host_of_worker(w.name) for w in workers if w.status == "ONLINE"}
+        lost = {host for host, _ in hosts if host in known and host not in online}
     for host, run in hosts:
-        if host in lost:
-            message = f"host {host} lost: none of its workers is online; the table will be resubmitted"
+        if host in lost or run.id in stuck:
+            why = f"host {host} lost: none of its workers is online" if host in lost else "stuck Pending"
+            message = f"{why}; the table will be resubmitted"
             logger.warning("%s (%s)", message, run.name)
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
             run.state = client.read_flow_run(run.id).state

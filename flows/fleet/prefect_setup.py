@@ -76,6 +76,9 @@ def deploy(config: Config) -> list[str]:
             work_pool_name=work_pool,
             entrypoint_type=EntrypointType.MODULE_PATH,
             description=(flow.description or "").strip().splitlines()[0],
+            # runs of the orchestrator deployment (UI, schedules) never overlap each other;
+            # `etlctl run` adds the fleet-wide lock on top
+            concurrency_limit=1 if flow is main_etl else None,
         )
         deployment.apply()
         done.append(f"deployment {flow.name}/{deployment.name} -> pool {work_pool}")

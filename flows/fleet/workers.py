@@ -9,8 +9,8 @@ nothing new and keeps its pipes open), SIGTERMs the process group of each of its
 for them, then SIGKILLs the workers and anything still left.
 
 A worker that dies on its own (kill -9, OOM) orphans its flow runs; they run on and report their
-end themselves. A stop kills those too, and they stay Running in Prefect: the zombie-run check
-(flow-run heartbeats) has to mark them.
+end themselves. A stop kills those too; they may then stay Running in Prefect, and a waiting
+orchestrator only marks them Crashed when every worker of their host is offline.
 """
 
 from __future__ import annotations

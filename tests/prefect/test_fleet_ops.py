@@ -164,3 +164,10 @@ def test_run_works_under_crons_bare_environment(fleet, tmp_path):
     assert proc.stdout.strip().splitlines()[-1].endswith("2 tables loaded")
     assert "\x1b[" not in proc.stdout + proc.stderr  # no terminal colours in cron mail or journald
     assert any(" | INFO " in line and "tables:" in line for line in proc.stderr.splitlines())
+
+
+def test_run_refuses_an_unknown_table_before_submitting_anything(fleet):
+    proc = fleet.etlctl("run", "customers", "no_such_table")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "etlctl: error: table 'no_such_table' is not among the configured tables"
+    assert proc.stdout == ""
