@@ -47,7 +47,7 @@ def check_connection(engine: Engine, role: Role) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:
-        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        reason = first_line(exc.orig) if exc.orig else type(exc).__name__
         raise DatabaseUnreachableError(f"cannot connect to {role} database {engine.url}: {reason}") from None
 
 

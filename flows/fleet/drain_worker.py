@@ -24,7 +24,7 @@ from prefect.workers.process import ProcessWorker
 
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import host_of_worker
-from flows.fleet.workers import WORKER_TYPE
+from flows.fleet.workers import WORKER_TYPE, flow_run_processes
 
 DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"
 DEFAULT_DRAIN_SECONDS = 600.0
@@ -107,13 +107,4 @@ class DrainingProcessWorker(ProcessWorker):
 
 
 def _flow_runs() -> list[psutil.Process]:
-    """This worker's flow-run processes: the leaders of the sessions its children started."""
-    me = os.getpid()
-    found = []
-    for child in psutil.Process(me).children(recursive=True):
-        try:
-            if os.getsid(child.pid) == child.pid:
-                found.append(child)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return found
+    return flow_run_processes(psutil.Process(os.getpid()))

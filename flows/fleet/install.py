@@ -8,7 +8,6 @@ upgrade never interrupts a table.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import psutil
 from flows.errors import ConfigError
 from flows.fleet import render
 from flows.fleet.naming import worker_name
+from flows.fleet.workers import flow_run_processes
 
 SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -92,14 +92,11 @@ def restart_command(manager: str, host: str, index: int, supervisor_config: Path
 
 
 def worker_busy(name: str) -> bool:
-    """Whether the local worker `name` has a flow run in progress (a child leading its own session)."""
+    """Whether the local worker `name` has a flow run in progress."""
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
         if "worker" in cmdline and "--name" in cmdline and name in cmdline:
-            try:
-                return any(os.getsid(c.pid) == c.pid for c in proc.children(recursive=True))
-            except (psutil.Error, ProcessLookupError):
-                return False
+            return bool(flow_run_processes(proc))
     return False
 
 

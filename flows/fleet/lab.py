@@ -46,9 +46,10 @@ from flows.errors import ConfigError
 from flows.etl.fingerprint import fingerprint
 from flows.etl.state import state_tables
 from flows.fleet.environment import server_home
+from flows.fleet.naming import host_of_worker, run_host
 from flows.fleet.postgres import PgCluster, bin_dir, start_cluster
 from flows.fleet.render import ops_dir
-from flows.fleet.server import stop_server
+from flows.fleet.server import is_alive, stop_server
 from flows.sample import build_sample, write_sample_config
 
 T = TypeVar("T")
@@ -70,7 +71,6 @@ TMP_DIR = "/tmp"  # not $TMPDIR: every folder above PostgreSQL's must be searcha
 TMP_PREFIX = "etllab-"
 DRAIN_SECONDS = 30  # teardown stops idle workers; nothing should need the 600 s default
 TABLE_FLOW = "process-table-etl"  # flows.table's flow name
-WORKER_LABEL = "prefect.worker.name"  # the label Prefect's worker puts on each flow run it claims
 RUN_TIMEOUT = 420.0
 HEALTHY_TIMEOUT = 120.0
 BIN = Path(sys.executable).parent
@@ -616,7 +616,7 @@ class Lab:
         A small table runs for about a second, which a kill can miss; with both of the host's workers
         busy, at least one table is certainly lost. A batch that ends first is an error, not a wait.
         """
-        if not _alive(self._run):
+        if not is_alive(self._run):
             raise LabError(f"the batch ended before {host} was busy enough to kill")
         runs = [r for r in self.table_runs() if _host_of(r) == host]
         states = [r["state_type"] for r in runs]
@@ -686,7 +686,7 @@ class Lab:
                 rows = conn.execute(select(runs.c.table_name, runs.c.worker).order_by(runs.c.id)).all()
         finally:
             engine.dispose()
-        return {table: _host_of_worker(worker) for table, worker in rows if worker}
+        return {table: host_of_worker(worker) for table, worker in rows if worker}
 
     def mismatched_tables(self) -> list[str]:
         source = create_engine(self.cluster.url("source"))
@@ -727,7 +727,7 @@ class Lab:
             raise LabError("teardown: " + "; ".join(problems))
 
     def _stop_run(self) -> None:
-        if self._run is None or not _alive(self._run):
+        if self._run is None or not is_alive(self._run):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._run.pid, signal.SIGTERM)
@@ -812,16 +812,7 @@ def supervisord_main_config(home: Path, include_dir: Path) -> str:
 
 
 def _host_of(flow_run: dict[str, Any]) -> str | None:
-    """The host of a flow run: its worker's name (`<host>-NN`), else a `<host>:<pid>` infrastructure pid."""
-    worker = (flow_run.get("labels") or {}).get(WORKER_LABEL)
-    if worker:
-        return _host_of_worker(worker)
-    pid = flow_run.get("infrastructure_pid") or ""
-    return pid.split(":")[0] if ":" in pid else None
-
-
-def _host_of_worker(worker: str) -> str:
-    return worker.rsplit("-", 1)[0]
+    return run_host(flow_run.get("labels"))
 
 
 def _final(flow_run: dict[str, Any]) -> bool:
@@ -836,13 +827,6 @@ def _same(source: Any, target: Any, table: str) -> bool:
     try:
         return fingerprint(source, table) == fingerprint(target, table)
     except Exception:  # a table missing from the target is a mismatch, not a crash of the report
-        return False
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
         return False
 
 

@@ -213,6 +213,19 @@ class WorkerSupervisor:
         return previous
 
 
+def flow_run_processes(process: psutil.Process) -> list[psutil.Process]:
+    """A worker's flow runs: the descendants that lead sessions of their own (Prefect starts each
+    flow run in a new session, so no signal to the worker's group reaches it)."""
+    found = []
+    for child in _descendants(process):
+        try:
+            if os.getsid(child.pid) == child.pid:
+                found.append(child)
+        except ProcessLookupError:
+            continue
+    return found
+
+
 def _descendants(process: psutil.Process) -> list[psutil.Process]:
     try:
         return process.children(recursive=True)

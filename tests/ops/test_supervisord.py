@@ -206,8 +206,14 @@ def test_rolling_restart_restarts_every_worker_and_waits_for_the_busy_one(
     done = subprocess.run([*register, "--no-start"], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     try:
-        run_id = fleet.run_table(LONG_TABLE)
-        busy, _, _ = until(lambda: _claimed(supervised, run_id), 90, f"{LONG_TABLE} running")
+        # every worker busy, so the first one the restart reaches is certainly still loading
+        run_ids = [fleet.run_table(LONG_TABLE) for _ in NAMES]
+        claimed = until(
+            lambda: (c := [_claimed(supervised, r) for r in run_ids]) and all(c) and c,
+            120,
+            f"{LONG_TABLE} running on all three workers",
+        )
+        assert sorted(name for name, _, _ in claimed) == NAMES
         restart = subprocess.run(
             [ETLCTL, "machine", "restart", "--supervisor-config", str(CONF)],
             env=env,
@@ -217,8 +223,8 @@ def test_rolling_restart_restarts_every_worker_and_waits_for_the_busy_one(
             timeout=DRAIN_LIMIT,
         )
         assert restart.returncode == 0, restart.stdout + restart.stderr
-        assert f"{busy}: waiting for its flow run to finish" in restart.stdout
-        assert flow_run(run_id).state_type.value == "COMPLETED"
+        assert f"{NAMES[0]}: waiting for its flow run to finish" in restart.stdout
+        assert [flow_run(r).state_type.value for r in run_ids] == ["COMPLETED"] * len(run_ids)
         after = supervised.running()
         assert sorted(after) == sorted(before) and all(after[n] != before[n] for n in before)
     finally:
