@@ -7,14 +7,16 @@ docs/exit-codes.md.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import click
 
-from flows.config import CONFIG_ENV, Config, load_config
+from flows.config import CONFIG_ENV, DEFAULT_WORKERS, Config, load_config
 from flows.errors import EtlError
 
 
@@ -30,8 +32,12 @@ class Settings:
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
-            os.environ[CONFIG_ENV] = str(self._config.path)  # flows and workers read the same file
         return self._config
+
+    def export_config(self) -> Config:
+        """Point the flows this process runs or starts at the same file: they read $ETLCTL_CONFIG."""
+        os.environ[CONFIG_ENV] = str(self.config.path)
+        return self.config
 
     @property
     def state(self) -> Path:
@@ -47,10 +53,47 @@ class Settings:
 
 
 pass_settings = click.make_pass_decorator(Settings)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def with_prefect(command: Command) -> Command:
+    """For the commands that talk to Prefect, in the manner of Flask's `with_appcontext`: the API
+    is settled (exit 4 if there is none) before the command imports prefect, which reads its
+    settings once, on import. The command receives the Settings."""
+
+    @pass_settings
+    @functools.wraps(command)
+    def wrapper(settings: Settings, *args: Any, **kwargs: Any) -> Any:
+        settings.connect()
+        return command(settings, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_env_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--env-file, read before every other option and before Prefect is reached (cron's bare env)."""
+    if value is not None:
+        from flows.fleet.envfile import read_env_file
+
+        os.environ.update(read_env_file(value))
+    return value
 
 
 class EtlGroup(click.Group):
-    """Turns the library's errors into one line and the exit code the error carries."""
+    """Turns the library's errors into one line and the exit code the error carries, and loads the
+    fleet's command groups (cli_fleet) only when one of them is asked for."""
+
+    LAZY: ClassVar[dict[str, str]] = {"workers": "workers_group", "machine": "machine_group"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            import cli_fleet
+
+            return getattr(cli_fleet, self.LAZY[cmd_name])
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -162,104 +205,23 @@ def server_stop(settings: Settings) -> None:
 
 
 @main.command("setup")
-@pass_settings
+@with_prefect
 def setup(settings: Settings) -> None:
     """Create the work pools and the `database` concurrency limit ($PREFECT_CONCURRENCY_LIMIT)."""
-    settings.connect()
-    from flows.fleet.prefect_setup import setup as do_setup
+    from flows.deploy import setup as do_setup
 
     for line in do_setup(settings.config):
         click.echo(line)
 
 
 @main.command("deploy")
-@pass_settings
+@with_prefect
 def deploy(settings: Settings) -> None:
     """Create or update the four deployments (module entrypoints; no storage, no pull step)."""
-    settings.connect()
-    from flows.fleet.prefect_setup import deploy as do_deploy
+    from flows.deploy import deploy as do_deploy
 
     for line in do_deploy(settings.config):
         click.echo(line)
-
-
-@main.group("workers")
-def workers_group() -> None:
-    """Prefect workers on this machine."""
-
-
-@workers_group.command("exec")
-@click.option("--name", help="Worker name [default: <short host name>-<index>].")
-@click.option(
-    "--index",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Slot number for the default name (supervisord's process_num, systemd's %i).",
-)
-@click.option(
-    "--pool",
-    help="Work pool [default: ETLCTL_POOL from the environment or the env file, else etl-tables].",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Flow runs this worker takes at once; the per-table fan-out assumes 1.",
-)
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="KEY=VALUE file with PREFECT_API_URL, PREFECT_API_KEY, ETLCTL_CONFIG, ...",
-)
-def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_file: Path | None) -> None:
-    """One worker slot, as supervisord and systemd run it: load the env file, then become
-    `prefect worker start --type etlctl`, which drains on SIGTERM."""
-    from flows.fleet.naming import this_host, worker_name
-    from flows.fleet.worker_exec import exec_worker
-
-    exec_worker(name or worker_name(this_host(), index), pool, limit, env_file)
-
-
-@workers_group.command("start")
-@click.option(
-    "-n", "--count", type=click.IntRange(min=1), help="How many workers [default: [prefect] workers]."
-)
-@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Flow runs per worker at once; the per-table fan-out assumes 1.",
-)
-@click.option("--prefix", help="Worker names are PREFIX-01, PREFIX-02, ... [default: short host name].")
-@pass_settings
-def workers_start(
-    settings: Settings, count: int | None, pool: str | None, limit: int, prefix: str | None
-) -> None:
-    """Run N `prefect worker start` processes in the foreground, restarting any that dies.
-
-    Ctrl+C (or SIGTERM) stops them all, with their flow runs: no process is left behind.
-    """
-    api = settings.connect()
-    config = settings.config
-    from flows.fleet.workers import WorkerSupervisor
-
-    supervisor = WorkerSupervisor(
-        pool or config.prefect.table_pool,
-        count or config.prefect.workers,
-        limit=limit,
-        prefix=prefix,
-        extra_env={"PREFECT_API_URL": api, CONFIG_ENV: str(config.path)},
-        log_dir=settings.state / "logs",
-    )
-    click.echo(
-        f"starting {len(supervisor.workers())} workers on pool {supervisor.pool}; logs in "
-        f"{settings.state / 'logs'}; Ctrl+C stops them"
-    )
-    supervisor.run_forever()
 
 
 @main.command("run")
@@ -273,6 +235,9 @@ def workers_start(
 @click.option(
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=load_env_file,
     help="KEY=VALUE file to load first (cron runs with a bare environment).",
 )
 @click.option(
@@ -280,12 +245,11 @@ def workers_start(
     envvar="ETLCTL_PING_URL",
     help="Dead-man's switch: GET <url>/start before, <url>/<exit code> after [env ETLCTL_PING_URL].",
 )
-@pass_settings
+@with_prefect
 def run(
     settings: Settings,
     tables: tuple[str, ...],
     single_flow: bool,
-    env_file: Path | None,
     ping_url: str | None,
 ) -> None:
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
@@ -293,24 +257,18 @@ def run(
     Only one orchestrator runs at a time in the whole fleet. Exits 0 when every table loaded,
     1 when any failed, 75 when skipped because another run is active.
     """
-    if env_file is not None:
-        from flows.fleet.worker_exec import read_env_file
-
-        os.environ.update(read_env_file(env_file))
-        ping_url = ping_url or os.environ.get("ETLCTL_PING_URL")
-    settings.connect()
-    config = settings.config
+    config = settings.export_config()
     from flows.etl.plan import checked_plans
 
     checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
-    from flows.fleet.orchestrator_lock import orchestrator_lock
+    from flows.lock import orchestrator_lock
     from flows.report import print_results
     from flows.run import ping, run_batch
 
     with orchestrator_lock():
         ping(ping_url, "start")
         if single_flow:
-            from flows.prefect_flow import etl_all_tables
+            from flows.single_flow import etl_all_tables
 
             final = etl_all_tables(tables=list(tables) or None, return_state=True)
             ok, message = final.is_completed(), final.message
@@ -341,7 +299,11 @@ def status(settings: Settings, batches: int) -> None:
 
 @main.command("demo")
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=3, show_default=True, help="Worker processes to start."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    help="Worker processes to start.",
 )
 @click.option(
     "--big-rows",
@@ -357,198 +319,6 @@ def demo(settings: Settings, workers: int, big_rows: int, keep: bool) -> None:
 
     Uses <state-dir>/demo and ignores --config. Exits 0 when every table arrived intact.
     """
-    from flows.demo import run_demo
+    from flows.demo.run import run_demo
 
     sys.exit(0 if run_demo(settings.state / "demo", workers, big_rows, keep) else 1)
-
-
-@main.group("machine")
-def machine_group() -> None:
-    """Hosts of the fleet: register, list, drain, restart, deregister (inventory kept in Prefect)."""
-
-
-@machine_group.command("register")
-@click.option("--host", help="Name of this host in the fleet [default: short host name].")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Worker processes on this host.",
-)
-@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
-@click.option(
-    "--supervisor",
-    "manager",
-    flag_value="supervisor",
-    default=True,
-    help="Run the workers under supervisord (default).",
-)
-@click.option("--systemd", "manager", flag_value="systemd", help="Run the workers as systemd units.")
-@click.option("--dry-run", is_flag=True, help="Print the files and commands; record and change nothing.")
-@click.option(
-    "--target-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write the files here instead of /etc/supervisor/conf.d or /etc/systemd/system.",
-)
-@click.option("--no-start", is_flag=True, help="Write the files but do not start the workers.")
-@click.option(
-    "--env-file",
-    default="/etc/etlctl/etlctl.env",
-    show_default=True,
-    help="The env file the workers load (PREFECT_API_URL, ETLCTL_CONFIG, secrets).",
-)
-@click.option(
-    "--user",
-    default="etl",
-    show_default=True,
-    help="Unix user the workers run as; '-' keeps the service manager's own user.",
-)
-@click.option("--home", default="/var/lib/etlctl", show_default=True, help="Logs and state on this host.")
-@click.option(
-    "--supervisor-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="supervisord.conf for supervisorctl, when not the system one.",
-)
-@pass_settings
-def machine_register(
-    settings: Settings,
-    host: str | None,
-    workers: int,
-    pool: str | None,
-    manager: str,
-    dry_run: bool,
-    target_dir: Path | None,
-    no_start: bool,
-    env_file: str,
-    user: str,
-    home: str,
-    supervisor_config: Path | None,
-) -> None:
-    """Record this host in the inventory, install its worker services and start them."""
-    from flows.fleet.install import describe, install, plan_host
-    from flows.fleet.naming import this_host, variable_name
-
-    name = host or this_host()
-    variable_name(name)
-    plan = plan_host(
-        name,
-        manager,
-        workers,
-        str(Path(sys.executable).with_name("etlctl")),
-        env_file,
-        None if user == "-" else user,
-        home,
-        target_dir,
-        supervisor_config,
-    )
-    pool = pool or settings.config.prefect.table_pool
-    if dry_run:
-        click.echo(describe(plan, name, workers, pool))
-        return
-    settings.connect()
-    from flows.fleet.machines import Machine, record
-
-    record(Machine.now(name, workers, pool, manager))
-    click.echo(f"recorded host {name}: {workers} workers on pool {pool} ({manager})")
-    for line in install(plan, start=not no_start):
-        click.echo(line)
-
-
-@machine_group.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
-@pass_settings
-def machine_ls(settings: Settings, as_json: bool) -> None:
-    """Every registered host: expected and live workers, last heartbeat, runs, health verdict."""
-    settings.connect()
-    from flows.report import print_machines
-
-    print_machines(as_json)
-
-
-@machine_group.command("drain")
-@click.argument("host")
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Return only once the host's runs in progress have finished.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=3600,
-    show_default=True,
-    help="Seconds to wait for the host's runs in progress to finish.",
-)
-@pass_settings
-def machine_drain(settings: Settings, host: str, wait: bool, timeout: float) -> None:
-    """HOST's workers finish their current tables and claim no new ones (until `resume`)."""
-    settings.connect()
-    from flows.fleet.machines import set_draining, wait_idle
-
-    set_draining(host, True)
-    click.echo(f"{host}: draining; its workers claim no new flow runs")
-    if wait and not wait_idle(host, timeout):
-        raise click.ClickException(f"{host} still has runs in progress after {timeout:.0f} s")
-    if wait:
-        click.echo(f"{host}: idle")
-
-
-@machine_group.command("resume")
-@click.argument("host")
-@pass_settings
-def machine_resume(settings: Settings, host: str) -> None:
-    """Let a drained HOST's workers claim flow runs again."""
-    settings.connect()
-    from flows.fleet.machines import set_draining
-
-    set_draining(host, False)
-    click.echo(f"{host}: claiming flow runs again")
-
-
-@machine_group.command("deregister")
-@click.argument("host")
-@click.option(
-    "--timeout",
-    type=float,
-    default=3600,
-    show_default=True,
-    help="Seconds to wait for the host's runs in progress to finish.",
-)
-@pass_settings
-def machine_deregister(settings: Settings, host: str, timeout: float) -> None:
-    """Drain HOST, wait for its runs to finish, and remove it from the inventory."""
-    settings.connect()
-    from flows.fleet.machines import forget, set_draining, wait_idle
-
-    set_draining(host, True)
-    if not wait_idle(host, timeout):
-        raise click.ClickException(f"{host} still has runs in progress after {timeout:.0f} s; still drained")
-    forget(host)
-    click.echo(
-        f"{host}: drained and removed from the inventory; stop its services there "
-        "(supervisorctl stop etl-worker:* or systemctl disable --now etl-workers.target)"
-    )
-
-
-@machine_group.command("restart")
-@click.argument("host", required=False)
-@click.option(
-    "--supervisor-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="supervisord.conf for supervisorctl, when not the system one.",
-)
-@pass_settings
-def machine_restart(settings: Settings, host: str | None, supervisor_config: Path | None) -> None:
-    """Rolling restart of this host's workers: one at a time, each only when idle."""
-    settings.connect()
-    from flows.fleet.install import rolling_restart
-    from flows.fleet.machines import lookup
-    from flows.fleet.naming import this_host
-
-    name = host or this_host()
-    if name != this_host():
-        raise click.ClickException(f"run `etlctl machine restart` on {name} itself")
-    machine = lookup(name)
-    rolling_restart(machine.manager, name, machine.workers, click.echo, supervisor_config)

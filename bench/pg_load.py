@@ -16,10 +16,10 @@ from pathlib import Path
 from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 
 from flows.config import load_config
+from flows.demo.sample import build_sample
 from flows.etl.step import run_table
 from flows.fleet.postgres import start_cluster
-from flows.fleet.server import free_port
-from flows.sample import build_sample
+from flows.fleet.processes import free_port
 
 
 def measure(rows: int) -> tuple[float, float]:

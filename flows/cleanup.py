@@ -13,11 +13,12 @@ from prefect import flow, get_run_logger
 from flows.config import load_config
 from flows.etl import maintenance
 from flows.etl.engines import make_engine
+from flows.names import CLEANUP_FLOWS
 
 HISTORY_DAYS = 90
 
 
-@flow(name="cleanup-flow-1", retries=1, retry_delay_seconds=10, persist_result=False)
+@flow(name=CLEANUP_FLOWS[0], retries=1, retry_delay_seconds=10, persist_result=False)
 def cleanup_flow1(batch_id: str | None = None) -> dict[str, Any]:
     """Settle interrupted incremental loads, prune old history, checkpoint a SQLite target."""
     logger = get_run_logger()
@@ -40,7 +41,7 @@ def cleanup_flow1(batch_id: str | None = None) -> dict[str, Any]:
     return {"interrupted": stuck, "pruned": pruned}
 
 
-@flow(name="cleanup-flow-2", retries=1, retry_delay_seconds=10, persist_result=False)
+@flow(name=CLEANUP_FLOWS[1], retries=1, retry_delay_seconds=10, persist_result=False)
 def cleanup_flow2(
     batch_id: str, tables: list[str] | None = None, failed: list[str] | None = None
 ) -> dict[str, Any]:

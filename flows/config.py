@@ -23,6 +23,8 @@ from flows.errors import ConfigError
 CONFIG_ENV = "ETLCTL_CONFIG"
 DEFAULT_CONFIG = "etlctl.toml"
 MODES = ("full", "incremental")
+DEFAULT_WORKERS = 3  # worker processes per host
+DEFAULT_POOL = "etl-tables"  # the table pool when neither the config nor ETLCTL_POOL names one
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -50,12 +52,12 @@ class TableSelection:
 class PrefectSettings:
     """Names and limits on the Prefect side, shared by `etlctl setup`, `deploy`, workers and flows."""
 
-    table_pool: str = "etl-tables"
+    table_pool: str = DEFAULT_POOL
     orchestrator_pool: str = "etl-orchestrator"
-    cleanup_pool: str = "etl-tables"
+    cleanup_pool: str = DEFAULT_POOL
     database_limit: int = 3
     poll_seconds: float = 2.0
-    workers: int = 3
+    workers: int = DEFAULT_WORKERS
 
 
 @dataclass(frozen=True)

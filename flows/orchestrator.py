@@ -19,7 +19,6 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
@@ -27,12 +26,13 @@ from prefect.states import Completed, Crashed, Failed, State
 
 from flows.config import load_config
 from flows.etl.plan import checked_plans
+from flows.fleet.flow_runs import runs_by_id
 from flows.fleet.naming import host_of_worker, run_host
+from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, deployment
 
-TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
-CLEANUP_DEPLOYMENTS = ("cleanup-flow-1/cleanup-flow-1-deployment", "cleanup-flow-2/cleanup-flow-2-deployment")
+TABLE_DEPLOYMENT = deployment(TABLE_FLOW)
+CLEANUP_DEPLOYMENTS = tuple(deployment(name) for name in CLEANUP_FLOWS)
 CRASH_RESUBMITS = 1
-API_PAGE = 200  # the most runs the API returns for one filter request
 PENDING_LIMIT = 300  # seconds; a claimed run normally leaves Pending within seconds
 
 
@@ -54,15 +54,7 @@ def wait_for_runs(
     last = None
     with get_client(sync_client=True) as client:
         while pending:
-            waiting = sorted(pending)
-            runs = [
-                run
-                for at in range(0, len(waiting), API_PAGE)
-                for run in client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=waiting[at : at + API_PAGE])),
-                    limit=API_PAGE,
-                )
-            ]
+            runs = runs_by_id(client, pending)
             if pool:
                 runs = _crash_runs_of_lost_hosts(client, runs, pool, logger)
             running = 0
@@ -106,12 +98,12 @@ def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) ->
         if r.state.is_pending() and (now - r.state.timestamp).total_seconds() > PENDING_LIMIT
     }
     hosts = [(run_host(r.labels), r) for r in unfinished]
-    lost: set[str | None] = set()
+    lost: set[str] = set()
     if any(host for host, _ in hosts):
         workers = client.read_workers_for_work_pool(pool)
-        known = {host_of_worker(w.name) for w in workers}
-        online = {host_of_worker(w.name) for w in workers if w.status == "ONLINE"}
-        lost = {host for host, _ in hosts if host in known and host not in online}
+        lost = lost_hosts(
+            {host for host, _ in hosts if host}, {w.name: w.status == "ONLINE" for w in workers}
+        )
     for host, run in hosts:
         if host in lost or run.id in stuck:
             why = f"host {host} lost: none of its workers is online" if host in lost else "stuck Pending"
@@ -120,6 +112,17 @@ def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) ->
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
             run.state = client.read_flow_run(run.id).state
     return runs
+
+
+def lost_hosts(hosts: set[str], workers: dict[str, bool]) -> set[str]:
+    """Of `hosts`, those the pool knows (some worker is named after them) with no worker online.
+
+    `workers` maps each worker name of the pool to whether it is online. A host the pool has never
+    seen is not judged: its runs may come from a worker outside etlctl's naming.
+    """
+    known = {host_of_worker(name) for name in workers}
+    online = {host_of_worker(name) for name, is_online in workers.items() if is_online}
+    return {host for host in hosts if host in known and host not in online}
 
 
 def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[str], name: str) -> UUID:
@@ -141,7 +144,7 @@ def default_batch_id() -> str:
     return started.strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-@flow(name="main-etl-job", persist_result=False)
+@flow(name=ORCHESTRATOR_FLOW, persist_result=False)
 def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> State:
     """Fan out one `process-table-etl` run per table, wait for all, then run both cleanups."""
     logger = get_run_logger()

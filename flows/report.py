@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 import click
 
 from flows.config import Config
+from flows.etl.history import recent_batches
 from flows.etl.plan import checked_plans
 from flows.etl.state import TableResult
-from flows.history import recent_batches
 
 
 def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

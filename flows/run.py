@@ -16,7 +16,7 @@ import httpx
 from flows.config import Config
 from flows.etl import state as st
 from flows.etl.batch import new_batch_id
-from flows.history import batch_results
+from flows.etl.history import batch_results
 from flows.orchestrator import main_etl
 
 

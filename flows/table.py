@@ -14,7 +14,8 @@ from prefect import flow, get_run_logger
 
 from flows.config import load_config
 from flows.etl.step import run_table
-from flows.fleet.workers import WORKER_ENV
+from flows.fleet.naming import WORKER_ENV
+from flows.names import TABLE_FLOW
 
 
 def worker_name() -> str:
@@ -22,7 +23,7 @@ def worker_name() -> str:
     return os.environ.get(WORKER_ENV) or os.environ.get("PREFECT__WORKER_NAME") or socket.gethostname()
 
 
-@flow(name="process-table-etl", retries=1, retry_delay_seconds=10, persist_result=False)
+@flow(name=TABLE_FLOW, retries=1, retry_delay_seconds=10, persist_result=False)
 def process_table_etl(table: str, batch_id: str | None = None) -> dict[str, Any]:
     """Move one table; a failure is retried once, then the run ends Failed with the reason."""
     logger = get_run_logger()

@@ -31,11 +31,12 @@ class TablePlan:
 
 def select_tables(config: Config, engine: Engine) -> list[str]:
     """The table names the job covers, in a stable order, each checked to exist in the source."""
-    existing = [
-        name
-        for name in inspect(engine).get_table_names(schema=config.source_schema)
-        if not name.startswith(INTERNAL_PREFIX)
-    ]
+    return choose_tables(config, inspect(engine).get_table_names(schema=config.source_schema))
+
+
+def choose_tables(config: Config, existing: list[str]) -> list[str]:
+    """The selection applied to the source's table names; etlctl's own tables are never chosen."""
+    existing = [name for name in existing if not name.startswith(INTERNAL_PREFIX)]
     sel = config.selection
     if sel.discover:
         chosen = [

@@ -23,8 +23,8 @@ import psutil
 from prefect.workers.process import ProcessWorker
 
 from flows.fleet.machines import is_draining
-from flows.fleet.naming import host_of_worker
-from flows.fleet.workers import WORKER_TYPE, flow_run_processes
+from flows.fleet.naming import WORKER_TYPE, host_of_worker
+from flows.fleet.processes import flow_run_processes
 
 DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"
 DEFAULT_DRAIN_SECONDS = 600.0

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 
 from flows.errors import PrefectUnavailableError
+from flows.fleet.naming import API_ENV
 from flows.fleet.server import read_server_state
 
 STATE_ENV = "ETLCTL_STATE_DIR"
-API_ENV = "PREFECT_API_URL"
 
 
 def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

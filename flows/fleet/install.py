@@ -20,7 +20,7 @@ import psutil
 from flows.errors import ConfigError
 from flows.fleet import render
 from flows.fleet.naming import worker_name
-from flows.fleet.workers import flow_run_processes
+from flows.fleet.processes import flow_run_processes
 
 SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_DIR = Path("/etc/systemd/system")

@@ -42,6 +42,7 @@ import httpx
 import psutil
 from sqlalchemy import create_engine, select
 
+from flows.demo.sample import build_sample, write_sample_config
 from flows.errors import ConfigError
 from flows.etl.fingerprint import fingerprint
 from flows.etl.state import state_tables
@@ -50,7 +51,6 @@ from flows.fleet.naming import host_of_worker, run_host
 from flows.fleet.postgres import PgCluster, bin_dir, start_cluster
 from flows.fleet.render import ops_dir
 from flows.fleet.server import is_alive, stop_server
-from flows.sample import build_sample, write_sample_config
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.variables import Variable
 
 from flows.errors import ConfigError
-from flows.fleet.naming import VARIABLE_PREFIX, run_host, variable_name
+from flows.fleet.flow_runs import all_runs
+from flows.fleet.naming import VARIABLE_PREFIX, host_of_worker, run_host, variable_name
 
 TAG = "etlctl-machine"
-API_PAGE = 200
 
 
 @dataclass
@@ -116,15 +116,13 @@ def statuses() -> list[MachineStatus]:
         workers_by_pool = {
             pool: client.read_workers_for_work_pool(pool) for pool in {m.pool for m in inventory}
         }
-        running = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
-            ),
-            limit=API_PAGE,
+        running = all_runs(
+            client,
+            FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
         )
     result = []
     for machine in inventory:
-        mine = [w for w in workers_by_pool[machine.pool] if w.name.startswith(f"{machine.host}-")]
+        mine = [w for w in workers_by_pool[machine.pool] if host_of_worker(w.name) == machine.host]
         live = sorted(w.name for w in mine if w.status == "ONLINE")
         beats = [w.last_heartbeat_time for w in mine if w.last_heartbeat_time]
         runs = sum(1 for r in running if run_host(r.labels) == machine.host)

@@ -1,4 +1,5 @@
-"""How hosts, workers and runs are named, in one place, because the fleet's health depends on it.
+"""How hosts, workers and runs are named, and the environment variables that carry those names,
+in one place, because the fleet's health depends on every part agreeing on them.
 
 Workers are `<host>-NN`, and a worker labels every flow run it claims with its name
 (`prefect.worker.name`): that label is how a run is traced to its host and a dead host is found.
@@ -13,6 +14,10 @@ from collections.abc import Mapping
 from flows.errors import ConfigError
 
 VARIABLE_PREFIX = "etlctl_machine_"
+WORKER_TYPE = "etlctl"  # the worker type of flows.fleet.drain_worker, named without importing prefect
+WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
+API_ENV = "PREFECT_API_URL"  # where every client, worker and flow run finds the Prefect API
+POOL_ENV = "ETLCTL_POOL"  # a host's table pool, for `etlctl workers exec` under supervisord/systemd
 
 
 def this_host() -> str:

@@ -20,6 +20,7 @@ from flows.errors import ConfigError
 DEFAULT_ETLCTL = "/opt/etlctl/venv/bin/etlctl"
 DEFAULT_USER = "etl"
 DEFAULT_ENV_FILE = "/etc/etlctl/etlctl.env"
+DEFAULT_HOME = "/var/lib/etlctl"  # a host's logs and worker state
 SYSTEMD_UNITS = ("etl-worker@.service", "etl-orchestrator.service", "etl-orchestrator.timer")
 TARGET = "etl-workers.target"
 PROGRAM = "[program:etl-worker]"

@@ -10,14 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,8 @@ import psutil
 from sqlalchemy.engine import URL
 
 from flows.errors import EtlError, PrefectUnavailableError
+from flows.fleet.naming import API_ENV
+from flows.fleet.processes import free_port, prefect_executable, same_process, signal_groups, tree, wait_gone
 
 STATE_FILE = "server.json"
 START_TIMEOUT = 60.0
@@ -54,14 +53,14 @@ class ServerHandle:
         SQLite file nor pick up a user's ~/.prefect profile.
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env["PREFECT_API_URL"] = self.api_url
+        env[API_ENV] = self.api_url
         env["PREFECT_HOME"] = str(self.home / "client")
         return env
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the server's process group, SIGKILL what outlives `timeout`; safe to repeat."""
-        if _same_process(self.pid, self.create_time):
-            procs = _tree(psutil.Process(self.pid))
+        if same_process(self.pid, self.create_time):
+            procs = tree(psutil.Process(self.pid))
             signal_groups(procs, signal.SIGTERM)
             left = wait_gone(procs, timeout)
             signal_groups(left, signal.SIGKILL)
@@ -70,26 +69,6 @@ class ServerHandle:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=5.0)
         _forget(self.home, self.pid)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (another process could still take it before we do)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def prefect_executable() -> str:
-    """The `prefect` script next to this interpreter, so servers and workers run our Prefect version."""
-    beside = Path(sys.executable).with_name("prefect")
-    if os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("prefect")
-    if found is None:
-        raise PrefectUnavailableError(
-            f"no `prefect` command next to {sys.executable} or on PATH; install etlctl's dependencies"
-        )
-    return found
 
 
 def start_server(
@@ -150,7 +129,7 @@ def read_server_state(home: Path) -> dict[str, Any] | None:
     """The state file of the server started for `home`, or None if there is none or it has exited."""
     try:
         state = json.loads((Path(home) / STATE_FILE).read_text(encoding="utf-8"))
-        alive = _same_process(int(state["pid"]), float(state["create_time"]))
+        alive = same_process(int(state["pid"]), float(state["create_time"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state if alive else None
@@ -179,66 +158,15 @@ def wait_for_exit(handle: ServerHandle) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(1.0):
-        if not _same_process(handle.pid, handle.create_time):
+        if not same_process(handle.pid, handle.create_time):
             _forget(handle.home, handle.pid)
             raise PrefectUnavailableError(f"the Prefect server exited; see {handle.home / 'server.log'}")
     handle.stop()
 
 
-def signal_groups(procs: Iterable[psutil.Process], sig: int) -> None:
-    """Send `sig` to the process group of each process (children may have made their own), never
-    to the caller's own group."""
-    own = os.getpgrp()
-    for proc in procs:
-        if not proc.is_running():  # gone, or its pid now belongs to someone else
-            continue
-        try:
-            pgid = os.getpgid(proc.pid)
-            if pgid == own:
-                proc.send_signal(sig)
-            else:
-                os.killpg(pgid, sig)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            pass
-
-
-def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Poll until every process has exited (a zombie counts) or `timeout`; return the survivors."""
-    deadline = time.monotonic() + timeout
-    left = [p for p in procs if is_alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = [p for p in left if is_alive(p)]
-    return left
-
-
-def is_alive(proc: psutil.Process) -> bool:
-    """Running and not a zombie: a zombie has finished, it only waits for its parent to notice."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return [proc]
-
-
-def _same_process(pid: int, create_time: float) -> bool:
-    """Whether pid is still the process we started, not a later one that reused its number."""
-    try:
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - create_time) < 1.0 and is_alive(proc)
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _server_env(home: Path, host: str, port: int, database_url: str | URL | None, ui: bool) -> dict[str, str]:
     # The server is no client of another server, and has no use for a client's API key.
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in (API_ENV, "PREFECT_API_KEY")}
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

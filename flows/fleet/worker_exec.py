@@ -8,46 +8,26 @@ watches and signals is the worker itself, with nothing in between to lose a sign
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-from flows.errors import ConfigError, PrefectUnavailableError
-from flows.fleet.server import prefect_executable
-from flows.fleet.workers import (
-    DEFAULT_HEARTBEAT_SECONDS,
-    DEFAULT_QUERY_SECONDS,
-    HEARTBEAT_ENV,
-    QUERY_ENV,
-    WORKER_ENV,
-    WORKER_TYPE,
-)
+from flows.config import DEFAULT_POOL
+from flows.errors import PrefectUnavailableError
+from flows.fleet.envfile import read_env_file
+from flows.fleet.naming import API_ENV, POOL_ENV, WORKER_ENV, WORKER_TYPE
+from flows.fleet.processes import prefect_executable
 
-POOL_ENV = "ETLCTL_POOL"
-DEFAULT_POOL = "etl-tables"
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile reads them: # comments, optional quotes."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read env file {path}: {exc.strerror}") from None
-    values = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+# Prefect polls every 10 s by default; a table waits that long for a free worker. 2 s costs the
+# server one cheap query per worker every 2 s and takes most of the idle out of a batch.
+QUERY_ENV = "PREFECT_WORKER_QUERY_SECONDS"
+DEFAULT_QUERY_SECONDS = "2"
+# A worker counts as offline after 3 missed heartbeats; at 10 s (Prefect: 30 s) the orchestrator
+# learns within ~30 s that a whole host is gone and resubmits its tables.
+HEARTBEAT_ENV = "PREFECT_WORKER_HEARTBEAT_SECONDS"
+DEFAULT_HEARTBEAT_SECONDS = "10"
 
 
 def worker_command(name: str, pool: str, limit: int) -> list[str]:
+    """The one command line of a worker slot, whoever starts it (supervisord, systemd, `workers start`)."""
     return [
         prefect_executable(),
         "worker",
@@ -63,6 +43,16 @@ def worker_command(name: str, pool: str, limit: int) -> list[str]:
     ]
 
 
+def worker_env(base: dict[str, str], name: str) -> dict[str, str]:
+    """`base` with etlctl's worker defaults filled in (the caller's own values win) and the slot's name."""
+    return {
+        QUERY_ENV: DEFAULT_QUERY_SECONDS,
+        HEARTBEAT_ENV: DEFAULT_HEARTBEAT_SECONDS,
+        **base,
+        WORKER_ENV: name,
+    }
+
+
 def exec_worker(name: str, pool: str | None, limit: int, env_file: Path | None) -> None:
     """Never returns: the process becomes the Prefect worker. `--pool` wins over ETLCTL_POOL,
     which may come from the env file (a system supervisord has no other place to set it)."""
@@ -70,13 +60,10 @@ def exec_worker(name: str, pool: str | None, limit: int, env_file: Path | None) 
     if env_file is not None:
         env.update(read_env_file(env_file))
     pool = pool or env.get(POOL_ENV) or DEFAULT_POOL
-    if not env.get("PREFECT_API_URL"):
+    if not env.get(API_ENV):
         raise PrefectUnavailableError(
-            f"PREFECT_API_URL is not set for worker {name}; put it in the env file"
+            f"{API_ENV} is not set for worker {name}; put it in the env file"
             + (f" {env_file}" if env_file else "")
         )
-    env.setdefault(QUERY_ENV, DEFAULT_QUERY_SECONDS)
-    env.setdefault(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_SECONDS)
-    env[WORKER_ENV] = name
     command = worker_command(name, pool, limit)
-    os.execve(command[0], command, env)
+    os.execve(command[0], command, worker_env(env, name))

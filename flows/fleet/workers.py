@@ -31,22 +31,13 @@ import psutil
 
 from flows.errors import ConfigError
 from flows.fleet.naming import this_host, worker_name
-from flows.fleet.server import is_alive, prefect_executable, signal_groups, wait_gone
+from flows.fleet.processes import descendants, is_alive, signal_groups, wait_gone
+from flows.fleet.worker_exec import worker_command, worker_env
 
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
 STOP_TIMEOUT = 15.0
-WORKER_TYPE = "etlctl"  # flows.fleet.drain_worker; named here so this module needs no prefect import
-WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
-# Prefect polls every 10 s by default; a table waits that long for a free worker. 2 s costs the
-# server one cheap query per worker every 2 s and takes most of the idle out of a batch.
-QUERY_ENV = "PREFECT_WORKER_QUERY_SECONDS"
-DEFAULT_QUERY_SECONDS = "2"
-# A worker counts as offline after 3 missed heartbeats; at 10 s (Prefect: 30 s) the orchestrator
-# learns within ~30 s that a whole host is gone and resubmits its tables.
-HEARTBEAT_ENV = "PREFECT_WORKER_HEARTBEAT_SECONDS"
-DEFAULT_HEARTBEAT_SECONDS = "10"
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +96,7 @@ class WorkerSupervisor:
                     continue
                 if worker.restart_at is None:
                     if worker.process.poll() is None:
-                        worker.runs = _descendants(worker.process)
+                        worker.runs = descendants(worker.process)
                         continue
                     self._note_exit(worker, now)
                 if now >= worker.restart_at:
@@ -136,7 +127,7 @@ class WorkerSupervisor:
             for process in workers:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     process.send_signal(signal.SIGSTOP)
-            runs = self._orphans + [p for w in workers for p in _descendants(w)]
+            runs = self._orphans + [p for w in workers for p in descendants(w)]
             signal_groups(runs, signal.SIGTERM)
             left = wait_gone(runs, timeout)
             if left:
@@ -156,16 +147,8 @@ class WorkerSupervisor:
             ]
 
     def _spawn(self, worker: _Worker) -> None:
-        command = [prefect_executable(), "worker", "start", "--pool", self.pool]
-        command += ["--limit", str(self.limit), "--name", worker.name, "--type", WORKER_TYPE]
-        env = {
-            QUERY_ENV: DEFAULT_QUERY_SECONDS,
-            HEARTBEAT_ENV: DEFAULT_HEARTBEAT_SECONDS,
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
-            WORKER_ENV: worker.name,
-        }
+        command = worker_command(worker.name, self.pool, self.limit)
+        env = worker_env({**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}, worker.name)
         output = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -211,23 +194,3 @@ class WorkerSupervisor:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, lambda *_: self._stop_requested.set())
         return previous
-
-
-def flow_run_processes(process: psutil.Process) -> list[psutil.Process]:
-    """A worker's flow runs: the descendants that lead sessions of their own (Prefect starts each
-    flow run in a new session, so no signal to the worker's group reaches it)."""
-    found = []
-    for child in _descendants(process):
-        try:
-            if os.getsid(child.pid) == child.pid:
-                found.append(child)
-        except ProcessLookupError:
-            continue
-    return found
-
-
-def _descendants(process: psutil.Process) -> list[psutil.Process]:
-    try:
-        return process.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.config import Config, load_config
-from flows.sample import build_sample, write_sample_config
+from flows.demo.sample import build_sample, write_sample_config
 
 BIG_ROWS = 200_000
 

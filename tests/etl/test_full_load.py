@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Numeric, inspect, text
 
+from flows.demo.sample import INCREMENTAL_TABLES
 from flows.etl.batch import run_tables
 from flows.etl.step import run_table
-from flows.sample import INCREMENTAL_TABLES
 from tests.etl.conftest import BIG_ROWS
 from tests.etl.dbs import engine_for, fingerprints, user_tables
 

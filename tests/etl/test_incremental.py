@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import MetaData, Table, func, insert, select, text
 
+from flows.demo.sample import INCREMENTAL_TABLES, mutate_sample
 from flows.etl.batch import run_tables
 from flows.etl.step import run_table
-from flows.sample import INCREMENTAL_TABLES, mutate_sample
 from tests.etl.dbs import engine_for, fingerprints
 
 TABLES = sorted(INCREMENTAL_TABLES)

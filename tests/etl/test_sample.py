@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ import pytest
 from sqlalchemy import Engine, MetaData, Select, Table, create_engine, delete, func, insert, inspect, select
 
 from flows.config import load_config
+from flows.demo.sample import INCREMENTAL_TABLES, build_sample, mutate_sample, write_sample_config
 from flows.errors import UnknownTableError
 from flows.etl.fingerprint import fingerprint
-from flows.sample import INCREMENTAL_TABLES, build_sample, mutate_sample, write_sample_config
 
 SMALL = 5000
 AWKWARD = {"order details", "select", "Ünïcode täble", 'say "hello"', "CamelCase"}
@@ -80,10 +79,8 @@ def test_build_has_every_shape(built):
     engine.dispose()
 
 
-def test_default_big_table_builds_quickly(tmp_path):
-    started = time.monotonic()
+def test_default_big_table_has_200k_rows_in_wal_mode(tmp_path):
     build_sample(f"sqlite:///{tmp_path / 'big.db'}")
-    assert time.monotonic() - started < 10
     engine = engine_at(tmp_path / "big.db")
     assert scalar(engine, select(func.count()).select_from(reflect(engine, "measurements"))) == (200_000)
     with engine.connect() as conn:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import psutil
 import pytest
 
-from flows.fleet.server import ServerHandle, is_alive, signal_groups
+from flows.fleet.processes import is_alive, signal_groups
+from flows.fleet.server import ServerHandle
 from flows.fleet.workers import WorkerSupervisor
 from tests.polling import until
 

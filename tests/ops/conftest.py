@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
+from flows.demo.sample import build_sample, write_sample_config
 from flows.etl.fingerprint import fingerprint
 from flows.fleet.server import ServerHandle
-from flows.sample import build_sample, write_sample_config
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from flows.fleet.envfile import read_env_file
 from flows.fleet.server import ServerHandle
-from flows.fleet.worker_exec import read_env_file
 from tests.ops.conftest import (
     DRAIN_SECONDS,
     ETLCTL,

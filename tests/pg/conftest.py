@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.fleet.postgres import PgCluster, start_cluster
-from flows.fleet.server import free_port
+from flows.fleet.processes import free_port
 
 PASSWORD_ENV = "ETLCTL_TEST_PG_PASSWORD"
 

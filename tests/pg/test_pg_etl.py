@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, MetaData, Numeric, Table, Text, text
 
 from flows.config import load_config
+from flows.demo.sample import INCREMENTAL_TABLES, build_sample, mutate_sample, write_sample_config
 from flows.etl.batch import run_tables
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
 from flows.etl.step import run_table
-from flows.sample import INCREMENTAL_TABLES, build_sample, mutate_sample, write_sample_config
 from tests.pg.conftest import config_url
 
 

@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from flows.config import load_config
+from flows.demo.sample import build_sample, write_sample_config
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
 from flows.fleet.server import start_server
-from flows.sample import build_sample, write_sample_config
 from tests.pg.conftest import config_url
 
 pytestmark = pytest.mark.prefect

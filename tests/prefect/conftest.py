@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from flows.config import Config, load_config
+from flows.demo.sample import build_sample, write_sample_config
 from flows.fleet.server import ServerHandle
-from flows.sample import build_sample, write_sample_config
 from tests.polling import until
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))

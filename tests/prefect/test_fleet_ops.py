@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
-from flows.fleet.server import free_port
+from flows.fleet.processes import free_port
 from tests.polling import until
 from tests.prefect.conftest import ETLCTL
 

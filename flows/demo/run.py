@@ -18,12 +18,12 @@ from pathlib import Path
 import click
 
 from flows.config import CONFIG_ENV, load_config
+from flows.demo.sample import build_sample, write_sample_config
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
-from flows.fleet.environment import API_ENV
+from flows.fleet.naming import API_ENV
 from flows.fleet.server import ServerHandle, start_server
 from flows.fleet.workers import WorkerSupervisor
-from flows.sample import build_sample, write_sample_config
 
 
 def run_demo(home: Path, workers: int, big_rows: int, keep: bool) -> bool:
@@ -45,9 +45,9 @@ def run_demo(home: Path, workers: int, big_rows: int, keep: bool) -> bool:
     server = start_server(home / "prefect", ui=True)
     os.environ[API_ENV] = server.api_url
     say(f"    {server.api_url}")
-    supervisor = None
+    supervisor = watch = None
     try:
-        from flows.fleet.prefect_setup import deploy, setup
+        from flows.deploy import deploy, setup
         from flows.report import print_results
         from flows.run import run_batch
 
@@ -72,8 +72,9 @@ def run_demo(home: Path, workers: int, big_rows: int, keep: bool) -> bool:
             f"    {len(tables) - len(mismatched)} of {len(tables)} tables identical"
             + (f"; different: {', '.join(mismatched)}" if mismatched else "")
         )
-        watch.set()
     finally:
+        if watch is not None:
+            watch.set()
         if supervisor is not None:
             supervisor.stop()
         _finish(server, keep)

@@ -1,8 +1,6 @@
-"""A deterministic sample source database for the one-command demo and the tests.
+"""The sample's rows, generated from a seed so every build holds the same data.
 
-Its tables hold every shape a load must carry faithfully (awkward names, NULLs, decimals, blobs,
-duplicate rows, composite keys, a big table), and `mutate_sample` replays a day of source activity,
-including rows tied with the last watermark, so incremental loads can be checked end to end.
+for table, rows in contents(random.Random(7), big_rows=200_000): ...
 """
 
 from __future__ import annotations
@@ -11,35 +9,34 @@ import random
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    URL,
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    Date,
-    DateTime,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    Numeric,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-    Time,
-    Unicode,
-    UnicodeText,
-    bindparam,
-    create_engine,
-    func,
-    insert,
-    select,
-    update,
+from sqlalchemy import Table
+
+from flows.demo.tables import (
+    access_log,
+    app_settings,
+    archive_empty,
+    attachments,
+    big_numbers,
+    camel_table,
+    categories,
+    currencies,
+    customers,
+    daily_rates,
+    documents,
+    events,
+    keyword_table,
+    measurements,
+    order_details,
+    orders,
+    product_categories,
+    products,
+    quoted_table,
+    schedules,
+    sparse,
+    unicode_table,
+    wide_metrics,
 )
 
 Row = dict[str, Any]
@@ -55,345 +52,6 @@ WORDS = (
 NAMES = ("Zoë", "José", "Ægir", "Łukasz", "Søren", "Ярослав", "美咲", "O'Brien", 'Dwayne "Rock"')
 COUNTRIES = ("DE", "FR", "JP", "BR", "US", "PL", "NO", "CN", None)
 STATUSES = ("new", "paid", "shipped", "cancelled", "returned")
-
-metadata = MetaData()
-
-customers = Table(
-    "customers",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("name", Unicode(200), nullable=False),
-    Column("email", String(200)),
-    Column("country", String(2)),
-    Column("balance", Numeric(12, 2)),
-    Column("vip", Boolean),
-    Column("birth_date", Date),
-    Column("notes", UnicodeText),
-    Column("created_at", DateTime, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-)
-orders = Table(
-    "orders",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("customer_id", Integer, nullable=False),
-    Column("order_date", Date, nullable=False),
-    Column("total", Numeric(12, 2), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("shipped_at", DateTime),
-    Column("updated_at", DateTime, nullable=False),
-)
-events = Table(
-    "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("kind", String(40), nullable=False),
-    Column("payload", UnicodeText),
-    Column("severity", SmallInteger),
-    Column("occurred_at", DateTime, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-)
-order_details = Table(
-    "order details",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("order id", Integer, nullable=False),
-    Column("select", String(40)),
-    Column("unit price", Numeric(12, 2)),
-    Column("qty.", Integer),
-    Column("Ümlaut column", Unicode(100)),
-    Column("updated_at", DateTime, nullable=False),
-)
-
-INCREMENTAL_TABLES: dict[str, str] = {
-    customers.name: "updated_at",
-    orders.name: "updated_at",
-    events.name: "updated_at",
-    order_details.name: "updated_at",
-}
-
-products = Table(
-    "products",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("sku", String(32), nullable=False),
-    Column("name", Unicode(200)),
-    Column("price", Numeric(12, 2)),
-    Column("weight_kg", Float),
-    Column("in_stock", Boolean),
-    Column("description", UnicodeText),
-    Column("thumbnail", LargeBinary),
-)
-categories = Table(
-    "categories",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("parent_id", Integer),
-    Column("name", Unicode(100), nullable=False),
-)
-product_categories = Table(
-    "product_categories",
-    metadata,
-    Column("product_id", Integer, primary_key=True, autoincrement=False),
-    Column("category_id", Integer, primary_key=True, autoincrement=False),
-    Column("rank", SmallInteger),
-)
-currencies = Table(
-    "currencies",
-    metadata,
-    Column("code", String(3), primary_key=True),
-    Column("name", Unicode(60), nullable=False),
-    Column("symbol", Unicode(8)),
-    Column("rate_to_eur", Numeric(12, 2)),
-)
-daily_rates = Table(
-    "daily_rates",
-    metadata,
-    Column("currency", String(3), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("rate", Numeric(12, 2), nullable=False),
-    Column("source", Unicode(40)),
-)
-access_log = Table(
-    "access_log",
-    metadata,
-    Column("ts", DateTime),
-    Column("ip", String(45)),
-    Column("path", Unicode(200)),
-    Column("status", SmallInteger),
-    Column("bytes", Integer),
-)
-archive_empty = Table(
-    "archive_empty",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("note", UnicodeText),
-    Column("archived_at", DateTime),
-)
-app_settings = Table(
-    "app_settings",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(50), nullable=False),
-    Column("value", UnicodeText),
-    Column("enabled", Boolean, nullable=False),
-    Column("changed_at", DateTime),
-)
-attachments = Table(
-    "attachments",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("filename", Unicode(200), nullable=False),
-    Column("mime", String(80)),
-    Column("content", LargeBinary),
-)
-big_numbers = Table(
-    "big_numbers",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("small", SmallInteger),
-    Column("regular", Integer),
-    Column("big", BigInteger),
-    Column("amount", Numeric(12, 2)),
-    Column("ratio", Float),
-)
-documents = Table(
-    "documents",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("title", Unicode(200), nullable=False),
-    Column("language", String(8)),
-    Column("body", Text),
-)
-sparse = Table(
-    "sparse",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("maybe_int", Integer),
-    Column("maybe_big", BigInteger),
-    Column("maybe_text", Unicode(100)),
-    Column("maybe_amount", Numeric(12, 2)),
-    Column("maybe_float", Float),
-    Column("maybe_flag", Boolean),
-    Column("maybe_day", Date),
-    Column("maybe_moment", DateTime),
-    Column("maybe_time", Time),
-    Column("maybe_blob", LargeBinary),
-)
-schedules = Table(
-    "schedules",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("weekday", SmallInteger, nullable=False),
-    Column("opens", Time, nullable=False),
-    Column("closes", Time),
-    Column("note", Unicode(100)),
-)
-keyword_table = Table(
-    "select",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("from", String(40)),
-    Column("where", Unicode(40)),
-    Column("group", Integer),
-    Column("order", Date),
-    Column("user", String(40)),
-)
-unicode_table = Table(
-    "Ünïcode täble",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("naïve", Unicode(100)),
-    Column("日本語", Unicode(100)),
-    Column("emoji 🎉", Unicode(100)),
-    Column("Größe", Numeric(12, 2)),
-)
-quoted_table = Table(
-    'say "hello"',
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column('col "q"', Unicode(100)),
-    Column("it's", Unicode(100)),
-    Column("semi;colon", Integer),
-    Column("MixedCase", Boolean),
-)
-camel_table = Table(
-    "CamelCase",
-    metadata,
-    Column("Id", Integer, primary_key=True, autoincrement=False),
-    Column("CamelValue", Unicode(60)),
-    Column("lower", Float),
-)
-measurements = Table(
-    "measurements",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("sensor_id", Integer, nullable=False),
-    Column("reading", Float),
-    Column("ok", Boolean, nullable=False),
-    Column("taken_at", DateTime, nullable=False),
-)
-WIDE_KINDS = (
-    ("int", Integer),
-    ("float", Float),
-    ("amount", Numeric(12, 2)),
-    ("text", Unicode(40)),
-    ("flag", Boolean),
-    ("day", Date),
-    ("moment", DateTime),
-)
-wide_metrics = Table(
-    "wide_metrics",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    *(Column(f"c{i:02d}_{WIDE_KINDS[i % 7][0]}", WIDE_KINDS[i % 7][1]) for i in range(35)),
-)
-
-
-def build_sample(url: str | URL, big_rows: int = 200_000, seed: int = 7) -> list[str]:
-    """Recreate the sample tables from scratch so every build with one seed holds the same data."""
-    rng = random.Random(seed)
-    engine = create_engine(url)
-    try:
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-        with engine.begin() as conn:
-            for table, rows in _contents(rng, big_rows):
-                _insert(conn, table, rows)
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    finally:
-        engine.dispose()
-    return [table.name for table in metadata.sorted_tables]
-
-
-def mutate_sample(url: str | URL, seed: int = 11) -> dict[str, int]:
-    """Replay a day of source activity: updates, inserts, and new rows tied with the old watermark.
-
-    The tie rows are the case an incremental load using `>` would miss: they arrive after the last
-    load but carry exactly the watermark value it recorded.
-    """
-    rng = random.Random(seed)
-    engine = create_engine(url)
-    changed: dict[str, int] = {}
-    try:
-        with engine.begin() as conn:
-            for name, cursor in INCREMENTAL_TABLES.items():
-                table = metadata.tables[name]
-                changed[name] = _mutate(conn, rng, table, table.c[cursor], FACTORIES[name])
-    finally:
-        engine.dispose()
-    return changed
-
-
-def write_sample_config(path: str | Path, source_url: str, target_url: str) -> Path:
-    """Write the demo's config: discover every table, load the sample's incremental ones by cursor."""
-    lines = [
-        "[source]",
-        f"url = {_toml_string(source_url)}",
-        "",
-        "[target]",
-        f"url = {_toml_string(target_url)}",
-        "",
-        "[tables]",
-        "discover = true",
-        "",
-        "[tables.defaults]",
-        "chunk_size = 5000",
-    ]
-    for name, cursor in INCREMENTAL_TABLES.items():
-        lines += [
-            "",
-            f"[table.{_toml_string(name)}]",
-            'mode = "incremental"',
-            f"cursor = {_toml_string(cursor)}",
-        ]
-    target = Path(path)
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return target
-
-
-def _toml_string(value: str) -> str:
-    """A TOML basic string; TOML rejects raw control characters, so those are \\u-escaped."""
-    out = []
-    for char in value:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _insert(conn: Connection, table: Table, rows: list[Row]) -> None:
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(insert(table), rows[start : start + CHUNK])
-
-
-def _mutate(conn: Connection, rng: random.Random, table: Table, cursor: Column, factory: RowFactory) -> int:
-    watermark = conn.execute(select(func.max(cursor))).scalar_one() or BASE
-    ids = sorted(conn.execute(select(table.c.id)).scalars())
-    next_id = (ids[-1] if ids else 0) + 1
-
-    def later() -> datetime:
-        return watermark + timedelta(hours=1 + rng.randrange(12), minutes=rng.choice((0, 30)))
-
-    touched = rng.sample(ids, k=max(1, len(ids) // 40))
-    values = [c for c in table.columns if not c.primary_key]
-    statement = update(table).where(table.c.id == bindparam("pk"))
-    statement = statement.values({c: bindparam(f"v{i}") for i, c in enumerate(values)})
-    params = []
-    for pk in touched:
-        row = factory(rng, pk, later())
-        params.append({"pk": pk, **{f"v{i}": row[c.name] for i, c in enumerate(values)}})
-    conn.execute(statement, params)
-
-    ties = [factory(rng, next_id + i, watermark) for i in range(2)]
-    fresh = [factory(rng, next_id + 2 + i, later()) for i in range(rng.randrange(20, 60))]
-    _insert(conn, table, ties + fresh)
-    return len(touched) + len(ties) + len(fresh)
 
 
 def _money(rng: random.Random, limit: int = 10**8) -> Decimal:
@@ -476,7 +134,7 @@ FACTORIES: dict[str, RowFactory] = {
 }
 
 
-def _contents(rng: random.Random, big_rows: int) -> list[tuple[Table, list[Row]]]:
+def contents(rng: random.Random, big_rows: int) -> list[tuple[Table, list[Row]]]:
     """Every table's rows; minute-grained cursors on more rows than minutes give watermark ties."""
     micro = (0, 0, 1, 500_000, 999_999)
     event_times = [

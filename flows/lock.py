@@ -11,14 +11,15 @@ import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
 from flows.errors import AlreadyRunningError, PrefectUnavailableError
+from flows.names import LOCK_NAME
 
-LOCK_NAME = "etlctl-orchestrator"
 LEASE_SECONDS = 60.0
 _NOISY = "prefect._internal.concurrency"
 
@@ -40,6 +41,21 @@ def _drop_refused_slot(record: logging.LogRecord) -> bool:
     return not (record.args and "ConcurrencySlotAcquisition" in str(record.args[0]))
 
 
+# A refused slot is the answer we expect, not a fault worth a traceback in cron mail; Prefect's
+# acquisition service logs it from its own thread, so its logger stays quiet in this process.
+logging.getLogger(_NOISY).addFilter(_drop_refused_slot)
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the API answer behind `exc` (Prefect wraps it in its own errors), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.HTTPStatusError):
+            return seen.response.status_code
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextmanager
 def orchestrator_lock() -> Iterator[None]:
     """Hold the fleet-wide slot for the block; AlreadyRunningError (exit 75) if it is taken."""
@@ -50,16 +66,13 @@ def orchestrator_lock() -> Iterator[None]:
             raise PrefectUnavailableError(
                 f"the fleet-wide lock {LOCK_NAME!r} does not exist yet: run `etlctl setup`"
             ) from None
-    # A refused slot is the answer we expect, not a fault worth a traceback in cron mail; Prefect's
-    # acquisition service logs it from its own thread, so its logger stays quiet in this process.
-    logging.getLogger(_NOISY).addFilter(_drop_refused_slot)
     held = ExitStack()
     try:
         held.enter_context(
             concurrency(LOCK_NAME, occupy=1, max_retries=0, lease_duration=LEASE_SECONDS, strict=True)
         )
     except ConcurrencySlotAcquisitionError as exc:
-        if "423" not in str(exc):
+        if http_status(exc) != httpx.codes.LOCKED:
             raise PrefectUnavailableError(f"could not take the lock {LOCK_NAME!r}: {exc}") from None
         raise AlreadyRunningError(
             "skipped: another orchestrator run is active in the fleet (lock "

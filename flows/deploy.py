@@ -17,18 +17,10 @@ from prefect.exceptions import ObjectAlreadyExists
 from flows.cleanup import cleanup_flow1, cleanup_flow2
 from flows.config import Config
 from flows.fleet.drain_worker import DrainingProcessWorker
-from flows.fleet.orchestrator_lock import create_lock
+from flows.lock import create_lock
+from flows.names import DATABASE_TAG, DEPLOYMENT_NAMES, LIMIT_ENV
 from flows.orchestrator import main_etl
 from flows.table import process_table_etl
-
-DATABASE_TAG = "database"
-LIMIT_ENV = "PREFECT_CONCURRENCY_LIMIT"
-DEPLOYMENT_NAMES = {
-    "main-etl-job": "main-etl-deployment",
-    "process-table-etl": "process-table-etl-deployment",
-    "cleanup-flow-1": "cleanup-flow-1-deployment",
-    "cleanup-flow-2": "cleanup-flow-2-deployment",
-}
 
 
 def database_limit(config: Config) -> int:

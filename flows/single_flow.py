@@ -1,6 +1,6 @@
 """The single-flow variant: every table as a task of one flow run, on one machine.
 
-    make run-flow     # etlctl run --single-flow; or, with PREFECT_API_URL set: python -m flows.prefect_flow
+    make run-flow     # etlctl run --single-flow; or, with PREFECT_API_URL set: python -m flows.single_flow
 
 Simpler than the per-table fan-out when one host is enough: no deployments and no workers, just a
 Prefect server. Tasks carry the `database` tag, so the tag concurrency limit `etlctl setup` creates
@@ -20,9 +20,10 @@ from flows.config import load_config
 from flows.etl.batch import new_batch_id
 from flows.etl.plan import checked_plans
 from flows.etl.step import run_table
+from flows.names import DATABASE_TAG
 
 
-@task(name="load-table", tags=["database"], retries=1, retry_delay_seconds=10, persist_result=False)
+@task(name="load-table", tags=[DATABASE_TAG], retries=1, retry_delay_seconds=10, persist_result=False)
 def load_table(table: str, batch_id: str) -> dict[str, Any]:
     return run_table(load_config(), table, batch_id, worker="etl-all-tables").to_dict()
 
