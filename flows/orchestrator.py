@@ -25,6 +25,7 @@ from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, Crashed, Failed, State
 
 from flows.config import load_config
+from flows.etl.batch import new_batch_id
 from flows.etl.plan import checked_plans
 from flows.fleet.flow_runs import runs_by_id
 from flows.fleet.naming import host_of_worker, run_host
@@ -141,7 +142,7 @@ def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[st
 def default_batch_id() -> str:
     """Stable across retries of one orchestrator run: its scheduled start time."""
     started = current_run.scheduled_start_time
-    return started.strftime("%Y%m%dT%H%M%S.%fZ")
+    return new_batch_id(started)
 
 
 @flow(name=ORCHESTRATOR_FLOW, persist_result=False)

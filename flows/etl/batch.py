@@ -10,10 +10,12 @@ from flows.etl.plan import checked_plans
 from flows.etl.state import TableResult
 from flows.etl.step import run_table
 
+BATCH_ID_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 
-def new_batch_id() -> str:
-    """Sortable and readable in `etlctl status`: the UTC time the batch started."""
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+def new_batch_id(started: dt.datetime | None = None) -> str:
+    """Sortable and readable in `etlctl status`: the UTC time the batch started (default: now)."""
+    return (started or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(BATCH_ID_FORMAT)
 
 
 def run_tables(config: Config, names: list[str], batch_id: str | None = None) -> list[TableResult]:
