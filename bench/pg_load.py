@@ -17,9 +17,9 @@ from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 
 from flows.config import load_config
 from flows.etl.step import run_table
-from flows.fleet.postgres import start_cluster
 from flows.fleet.server import free_port
 from flows.sample import build_sample
+from lab.postgres import start_cluster
 
 
 def measure(rows: int) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Separate hosts on one machine (flows.fleet.lab: network namespaces on a bridge): a worker host dies
+"""Separate hosts on one machine (lab.fleet: network namespaces on a bridge): a worker host dies
 in the middle of a batch, and the batch still ends with every table intact, loaded by the survivor.
 
 Only a whole host dying shows the orchestrator's lost-host check at work: a killed worker process is
@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from flows.fleet.lab import (
+from lab.fleet import (
     BRIDGE,
     NAMESPACE_PREFIX,
     Lab,

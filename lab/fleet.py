@@ -1,8 +1,8 @@
 """A fleet of hosts on this one machine, each in a network namespace: `make fleet-demo` and tests/netns.
 
-    python -m flows.fleet.lab              # build, run a batch, kill host w1 mid-run, report, tear down
-    python -m flows.fleet.lab --no-kill    # the same batch without the failure
-    python -m flows.fleet.lab --cleanup    # remove what a crashed lab left behind
+    python -m lab.fleet              # build, run a batch, kill host w1 mid-run, report, tear down
+    python -m lab.fleet --no-kill    # the same batch without the failure
+    python -m lab.fleet --cleanup    # remove what a crashed lab left behind
 
 Why namespaces: what the orchestrator's lost-host check guards against is a whole *host* dying, and
 only separate hosts show it: workers named after their host, a PostgreSQL and a Prefect server reached
@@ -47,10 +47,10 @@ from flows.etl.fingerprint import fingerprint
 from flows.etl.state import state_tables
 from flows.fleet.environment import server_home
 from flows.fleet.naming import host_of_worker, run_host
-from flows.fleet.postgres import PgCluster, bin_dir, start_cluster
 from flows.fleet.render import ops_dir
 from flows.fleet.server import is_alive, stop_server
 from flows.sample import build_sample, write_sample_config
+from lab.postgres import PgCluster, bin_dir, start_cluster
 
 T = TypeVar("T")
 
@@ -164,7 +164,7 @@ def check_prerequisites() -> None:
     if leftovers:
         raise LabError(
             f"a fleet lab is already set up ({', '.join(leftovers)}): another one is running, or a "
-            "crashed one left these; `python -m flows.fleet.lab --cleanup` removes them"
+            "crashed one left these; `python -m lab.fleet --cleanup` removes them"
         )
 
 
@@ -445,7 +445,7 @@ class Lab:
     def _start_postgres(self) -> None:
         root = self.root / "pg"
         env = {**self.base_env(), PASSWORD_ENV: self.password}
-        sh(on_host("server", [sys.executable, "-m", "flows.fleet.lab", "--serve-postgres", root]), env=env)
+        sh(on_host("server", [sys.executable, "-m", "lab.fleet", "--serve-postgres", root]), env=env)
         self.cluster = PgCluster(root, HOSTS["server"], PG_PORT, self.password)
         until(lambda: _accepts(self.cluster), 30, f"PostgreSQL accepting {SUBNET} on {HOSTS['server']}")
         for database in ("prefect", "source", "target"):
@@ -846,7 +846,7 @@ def _seconds(value: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.fleet.lab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.fleet", description=__doc__.split("\n")[0])
     parser.add_argument("--kill", default="w1", choices=WORKER_HOSTS, help="host to kill mid-batch (w1)")
     parser.add_argument("--no-kill", action="store_true", help="run the batch without killing a host")
     parser.add_argument(

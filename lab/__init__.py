@@ -1,0 +1,1 @@
+"""The fleet lab and the throwaway PostgreSQL cluster: kept out of the installed etlctl."""
