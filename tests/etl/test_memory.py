@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.memory import peak_rss_kib
+from lab.memory import peak_rss_kib
 
 
 @pytest.mark.parametrize("mode", ["full", "incremental"])
