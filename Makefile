@@ -54,7 +54,7 @@ status: install
 	$(ETLCTL) status
 
 fleet-demo: install      ## hosts in network namespaces (root): a worker host dies mid-batch, nothing is lost
-	$(PY) -m flows.fleet.lab
+	$(PY) -m lab
 
 clean:
 	rm -rf $(STATE) build *.egg-info

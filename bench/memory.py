@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.demo.memory import peak_rss_kib
+from lab.memory import peak_rss_kib
 
 
 def main() -> None:

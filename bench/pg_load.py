@@ -18,8 +18,8 @@ from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 from flows.config import load_config
 from flows.demo.sample import build_sample
 from flows.etl.step import run_table
-from flows.fleet.postgres import start_cluster
 from flows.fleet.processes import free_port
+from lab.postgres import start_cluster
 
 
 def measure(rows: int) -> tuple[float, float]:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+
+from lab import shell
 
 T = TypeVar("T")
 
 
 def until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
     """The first truthy result of `check`, or a test failure naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} after {timeout:.0f} s")
-        time.sleep(interval)
-    return result
+    return shell.until(check, timeout, what, interval, error=pytest.fail.Exception)

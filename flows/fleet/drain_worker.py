@@ -23,10 +23,9 @@ import psutil
 from prefect.workers.process import ProcessWorker
 
 from flows.fleet.machines import is_draining
-from flows.fleet.naming import WORKER_TYPE, host_of_worker
+from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.processes import flow_run_processes
 
-DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
 

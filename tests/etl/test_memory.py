@@ -1,11 +1,11 @@
-"""Memory stays flat whatever the table size: the same peak RSS for 10x the rows (`python -m bench.memory`
+"""Memory stays flat whatever the table size: the same peak RSS for 10x the rows (bench/memory.py
 measures 200k vs 2M; here a smaller pair keeps the suite quick)."""
 
 from __future__ import annotations
 
 import pytest
 
-from flows.demo.memory import peak_rss_kib
+from lab.memory import peak_rss_kib
 
 
 @pytest.mark.parametrize("mode", ["full", "incremental"])

@@ -1,4 +1,4 @@
-"""Separate hosts on one machine (flows.fleet.lab: network namespaces on a bridge): a worker host dies
+"""Separate hosts on one machine (lab/: network namespaces on a bridge): a worker host dies
 in the middle of a batch, and the batch still ends with every table intact, loaded by the survivor.
 
 Only a whole host dying shows the orchestrator's lost-host check at work: a killed worker process is
@@ -12,16 +12,11 @@ import subprocess
 
 import pytest
 
-from flows.fleet.lab import (
-    BRIDGE,
-    NAMESPACE_PREFIX,
-    Lab,
-    LabError,
-    Report,
-    check_prerequisites,
-    link_exists,
-    marked_processes,
-)
+from lab.fleet import Lab
+from lab.network import BRIDGE, NAMESPACE_PREFIX, link_exists, marked_processes
+from lab.preflight import check_prerequisites
+from lab.scenario import Report, run_scenario
+from lab.shell import LabError
 
 pytestmark = pytest.mark.prefect
 
@@ -37,7 +32,7 @@ def test_a_host_killed_mid_batch_loses_no_table() -> None:
     with Lab(say=print) as lab:
         lab.build()
         assert lab.password not in lab.config.read_text(encoding="utf-8")
-        report = lab.run(KILLED, timeout=RUN_TIMEOUT)
+        report = run_scenario(lab, KILLED, timeout=RUN_TIMEOUT)
     assert_torn_down(lab)
 
     print("\n" + "\n".join(report.lines()))

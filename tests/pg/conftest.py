@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.fleet.postgres import PgCluster, start_cluster
 from flows.fleet.processes import free_port
+from lab.postgres import PgCluster, start_cluster
 
 PASSWORD_ENV = "ETLCTL_TEST_PG_PASSWORD"
 

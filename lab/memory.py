@@ -1,7 +1,8 @@
-"""Peak memory of one table's load, measured in a fresh process, for the flat-memory test and
-`python -m bench.memory`.
+"""Peak memory of one table's load, measured in a fresh process: for bench/memory.py and
+tests/etl/test_memory.py, which both check that it does not grow with the table.
 
-    peak_rss_kib(200_000) / 1024   # MiB
+    peak_rss_kib(200_000)                   # KiB at peak, loading 200k rows SQLite -> SQLite
+    peak_rss_kib(200_000, "incremental")    # the same through the incremental (upsert) path
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL cluster in a folder: for the test suite and `make fleet-demo`.
+"""A throwaway PostgreSQL cluster in a folder: for tests/pg, bench/pg_load and `make fleet-demo`.
+
+    cluster = start_cluster(Path("/tmp/pg"), free_port(), password)   # initdb + start, as postgres
+    engine = create_engine(cluster.create_database("source"))
+    cluster.stop()
 
 PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` system user.
 Nothing is installed or registered system-wide: the cluster lives and dies in its folder.
