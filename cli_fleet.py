@@ -71,9 +71,11 @@ def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_
 def workers_start(
     settings: Settings, count: int | None, pool: str | None, limit: int, prefix: str | None
 ) -> None:
-    """Run N `prefect worker start` processes in the foreground, restarting any that dies.
+    """Run N `prefect worker start --type etlctl` processes in the foreground, restarting any that dies.
 
-    Ctrl+C (or SIGTERM) stops them all, with their flow runs: no process is left behind.
+    The first Ctrl+C (or SIGTERM) drains: running tables finish, no new ones are claimed, then
+    every worker exits. A second Ctrl+C stops at once, with the running tables (they end Crashed
+    and a waiting `etlctl run` submits them again): no process is left behind either way.
     """
     config = settings.export_config()
     from flows.fleet.workers import WorkerSupervisor
@@ -84,10 +86,11 @@ def workers_start(
         limit=limit,
         prefix=prefix,
         log_dir=settings.state / "logs",
+        report=click.echo,
     )
     click.echo(
         f"starting {len(supervisor.workers())} workers on pool {supervisor.pool}; logs in "
-        f"{settings.state / 'logs'}; Ctrl+C stops them"
+        f"{settings.state / 'logs'}; Ctrl+C lets running tables finish, twice stops at once"
     )
     supervisor.run_forever()
 
