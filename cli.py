@@ -243,9 +243,10 @@ def deploy(settings: Settings) -> None:
 @click.option(
     "--ping-url",
     envvar="ETLCTL_PING_URL",
-    help="Dead-man's switch: GET <url>/start before, <url>/<exit code> after [env ETLCTL_PING_URL].",
+    help="Dead-man's switch: GET <url>/start when the batch starts, <url>/<exit code> whenever "
+    "the command ends (0, 1, 2, 3, 4 or 75) [env ETLCTL_PING_URL].",
 )
-@with_prefect
+@pass_settings
 def run(
     settings: Settings,
     tables: tuple[str, ...],
@@ -255,30 +256,33 @@ def run(
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
 
     Only one orchestrator runs at a time in the whole fleet. Exits 0 when every table loaded,
-    1 when any failed, 75 when skipped because another run is active.
+    1 when any failed, 75 when skipped because another run is active (docs/exit-codes.md).
     """
-    config = settings.export_config()
-    from flows.etl.plan import checked_plans
+    from flows.ping import ping, pinged_exit
 
-    checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
-    from flows.lock import orchestrator_lock
-    from flows.report import print_results
-    from flows.run import ping, run_batch
+    with pinged_exit(ping_url):
+        settings.connect()
+        config = settings.export_config()
+        from flows.etl.plan import checked_plans
 
-    with orchestrator_lock():
-        ping(ping_url, "start")
-        if single_flow:
-            from flows.single_flow import etl_all_tables
+        checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
+        from flows.lock import orchestrator_lock
+        from flows.report import print_results
+        from flows.run import run_batch
 
-            final = etl_all_tables(tables=list(tables) or None, return_state=True)
-            ok, message = final.is_completed(), final.message
-        else:
-            report = run_batch(config, list(tables))
-            print_results(report.results)
-            ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
-        click.echo(message)
-        ping(ping_url, "0" if ok else "1")
-    sys.exit(0 if ok else 1)
+        with orchestrator_lock():
+            ping(ping_url, "start")
+            if single_flow:
+                from flows.single_flow import etl_all_tables
+
+                final = etl_all_tables(tables=list(tables) or None, return_state=True)
+                ok, message = final.is_completed(), final.message
+            else:
+                report = run_batch(config, list(tables))
+                print_results(report.results)
+                ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
+            click.echo(message)
+        sys.exit(0 if ok else 1)
 
 
 @main.command("status")

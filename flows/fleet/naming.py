@@ -17,7 +17,6 @@ VARIABLE_PREFIX = "etlctl_machine_"
 WORKER_TYPE = "etlctl"  # the worker type of flows.fleet.drain_worker, named without importing prefect
 WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
 API_ENV = "PREFECT_API_URL"  # where every client, worker and flow run finds the Prefect API
-POOL_ENV = "ETLCTL_POOL"  # a host's table pool, for `etlctl workers exec` under supervisord/systemd
 
 
 def this_host() -> str:
