@@ -34,7 +34,8 @@ def workers_group() -> None:
 )
 @click.option(
     "--pool",
-    help="Work pool [default: ETLCTL_POOL from the environment or the env file, else etl-tables].",
+    help="Work pool [default: $ETLCTL_POOL, then $PREFECT_WORK_POOL, from the environment or the "
+    "env file, else etl-tables].",
 )
 @click.option(
     "--limit",
@@ -61,7 +62,9 @@ def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_
 @click.option(
     "-n", "--count", type=click.IntRange(min=1), help="How many workers [default: [prefect] workers]."
 )
-@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
+@click.option(
+    "--pool", help="Work pool [default: $ETLCTL_POOL, $PREFECT_WORK_POOL, [prefect] table_pool, etl-tables]."
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),

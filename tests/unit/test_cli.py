@@ -147,3 +147,81 @@ def test_register_server_installs_the_prefect_server_unit_first(tmp_path):
     ]
     proc = _register(tmp_path, "--supervisor", "--server", "--pool", "p", "--dry-run")
     assert proc.returncode == 2 and "needs --systemd" in proc.stderr
+
+
+def _envvars(group: click.Group) -> dict[str, str]:
+    """Every option's environment variable, as Click resolves it -> `command --option`."""
+    found = {}
+
+    def walk(command: click.Command, ctx: click.Context) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("help", "version"):
+                name = param.envvar or f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+                found[name] = f"{ctx.command_path} {param.opts[-1]}"
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(ctx):
+                child = command.get_command(ctx, sub)
+                walk(child, click.Context(child, info_name=sub, parent=ctx))
+
+    walk(group, click.Context(group, info_name="etlctl", auto_envvar_prefix="ETLCTL"))
+    return found
+
+
+# Read by etlctl's processes themselves (not options), or by supervisord's config.
+NOT_OPTIONS = {
+    "ETLCTL_POOL",
+    "ETLCTL_DRAIN_SECONDS",
+    "ETLCTL_WORKER_NAME",
+    "ETLCTL_WORKERS",
+    "ETLCTL_HOME",
+    "ETLCTL_BIN",
+    "ETLCTL_ENV_FILE",
+}
+DOCS = Path(__file__).resolve().parents[2]
+
+
+def test_every_documented_etlctl_variable_is_an_option_or_read_by_etlctl():
+    """A variable named in the docs or the help that Click would not read fails here."""
+    import re
+
+    options = _envvars(main)
+    assert options["ETLCTL_WORKERS_START_COUNT"] == "etlctl workers start --count"
+    assert options["ETLCTL_CONFIG"] == "etlctl --config"
+    texts = [main.help or "", sys.modules["cli"].__doc__ or ""]
+    texts += [
+        path.read_text()
+        for path in [DOCS / "README.md", *(DOCS / "docs").glob("*.md"), *(DOCS / "ops").rglob("*")]
+        if path.is_file()
+    ]
+    named = {m for text in texts for m in re.findall(r"\bETLCTL_[A-Z_]*[A-Z]\b", text)}
+    unknown = sorted(named - set(options) - NOT_OPTIONS)
+    assert not unknown, f"documented but read by nothing: {unknown}"
+
+
+def test_options_read_their_variables_from_the_environment(tmp_path):
+    def etlctl(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ETLCTL, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        )
+
+    proc = etlctl("status", ETLCTL_STATUS_BATCHES="0")
+    assert proc.returncode == 2 and "--batches" in proc.stderr, proc.stderr
+    proc = etlctl(
+        "machine",
+        "register",
+        "--env-file",
+        str(tmp_path / "none.env"),
+        "--target-dir",
+        str(tmp_path / "u"),
+        ETLCTL_MACHINE_REGISTER_WORKERS="5",
+        ETLCTL_MACHINE_REGISTER_DRY_RUN="1",
+        ETLCTL_MACHINE_REGISTER_POOL="q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "workers on pool q" in proc.stdout and "numprocs = 5" in proc.stdout
+    assert not (tmp_path / "u").exists()
