@@ -107,6 +107,8 @@ def test_dead_mans_switch_gets_every_other_exit_code(fleet, pings, tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "s3cret-token" not in proc.stdout + proc.stderr
     assert pings.seen == [f"/ping/s3cret-token/{code}" for code in (2, 3, 4, 75)]
+    single = fleet.etlctl("--config", str(missing_source), "run", "--single-flow")
+    assert single.returncode == 3 and "source database" in single.stderr, single.stderr
 
 
 def test_machine_ls_tells_healthy_from_down(fleet, tmp_path):
