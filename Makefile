@@ -8,7 +8,7 @@ N       ?= 3
 STATE   ?= .state
 export ETLCTL_STATE_DIR ?= $(abspath $(STATE))
 
-.PHONY: install demo test lint bench prefect-server prefect-setup deploy-flows start-workers \
+.PHONY: install demo test lint bench sample-config prefect-server prefect-setup deploy-flows start-workers \
         run-distributed run-flow status clean fleet-demo
 
 install: $(VENV)/.installed
@@ -31,6 +31,14 @@ lint: install
 
 bench: install           ## benchmarks, as ratios against a baseline measured in the same run
 	$(PY) -m bench
+
+sample-config: install   ## ./etlctl.toml loading the demo's sample source (built in $(STATE)), unless one exists
+	@if [ -e etlctl.toml ]; then echo "etlctl.toml exists: kept"; else \
+	  mkdir -p $(ETLCTL_STATE_DIR) && \
+	  $(PY) -c 'import sys; from flows.demo.sample import build_sample, write_sample_config; \
+	    src, dst = (f"sqlite:///{sys.argv[1]}/{n}.db" for n in ("source", "warehouse")); \
+	    print(len(build_sample(src)), "sample tables in", src); \
+	    print("wrote", write_sample_config("etlctl.toml", src, dst))' $(ETLCTL_STATE_DIR); fi
 
 prefect-server: install  ## a local Prefect server (SQLite) in $(STATE), in the foreground
 	$(ETLCTL) server start --foreground

@@ -1,8 +1,11 @@
 """etlctl: the command line. Each command parses its options and delegates to `flows`.
 
-Every option can also be given as an environment variable ETLCTL_<OPTION> (for example
-ETLCTL_CONFIG=/etc/etlctl/etlctl.toml). Errors are one line on stderr and an exit code from
-docs/exit-codes.md.
+Every option can also be given as an environment variable, by Click's rule: ETLCTL_, the command
+path, then the option's name, upper-cased with '_' for '-' and ' ' (ETLCTL_WORKERS_START_COUNT=4
+for `workers start --count`, ETLCTL_STATUS_BATCHES=10). The global options and a few others keep
+a short name of their own: ETLCTL_CONFIG, ETLCTL_STATE_DIR, ETLCTL_PING_URL,
+ETLCTL_SERVER_DATABASE_URL. `--help` shows each option's variable. Errors are one line on stderr
+and an exit code from docs/exit-codes.md.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class EtlGroup(click.Group):
         if cmd_name in self.LAZY:
             import cli_fleet
 
-            return getattr(cli_fleet, self.LAZY[cmd_name])
+            return show_envvars(getattr(cli_fleet, self.LAZY[cmd_name]))
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -103,17 +106,29 @@ class EtlGroup(click.Group):
             sys.exit(exc.exit_code)
 
 
+def show_envvars(command: click.Command) -> click.Command:
+    """Let `--help` name the environment variable of every option of `command` and its subcommands."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name not in ("help", "version"):
+            param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        show_envvars(sub)
+    return command
+
+
 @click.group(cls=EtlGroup, context_settings={"auto_envvar_prefix": "ETLCTL"})
 @click.option(
     "--config",
     "config_path",
+    envvar=CONFIG_ENV,
     type=click.Path(dir_okay=False),
-    help="Configuration file [env ETLCTL_CONFIG; default ./etlctl.toml].",
+    help="Configuration file [default ./etlctl.toml].",
 )
 @click.option(
     "--state-dir",
+    envvar="ETLCTL_STATE_DIR",
     type=click.Path(file_okay=False),
-    help="Local Prefect server and logs [env ETLCTL_STATE_DIR; default ~/.local/state/etlctl].",
+    help="Local Prefect server and logs [default ~/.local/state/etlctl].",
 )
 @click.version_option(package_name="etlctl")
 @click.pass_context
@@ -172,7 +187,7 @@ def server_group() -> None:
 @click.option(
     "--database-url",
     envvar="ETLCTL_SERVER_DATABASE_URL",
-    help="Server database, e.g. postgresql+asyncpg://... [env ETLCTL_SERVER_DATABASE_URL, preferred: "
+    help="Server database, e.g. postgresql+asyncpg://... [the environment variable is preferred: "
     "a password on a command line shows in ps; default SQLite].",
 )
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl+C stops the server.")
@@ -243,9 +258,10 @@ def deploy(settings: Settings) -> None:
 @click.option(
     "--ping-url",
     envvar="ETLCTL_PING_URL",
-    help="Dead-man's switch: GET <url>/start before, <url>/<exit code> after [env ETLCTL_PING_URL].",
+    help="Dead-man's switch: GET <url>/start when the batch starts, <url>/<exit code> whenever "
+    "the command ends (0, 1, 2, 3, 4 or 75).",
 )
-@with_prefect
+@pass_settings
 def run(
     settings: Settings,
     tables: tuple[str, ...],
@@ -255,30 +271,33 @@ def run(
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
 
     Only one orchestrator runs at a time in the whole fleet. Exits 0 when every table loaded,
-    1 when any failed, 75 when skipped because another run is active.
+    1 when any failed, 75 when skipped because another run is active (docs/exit-codes.md).
     """
-    config = settings.export_config()
-    from flows.etl.plan import checked_plans
+    from flows.ping import ping, pinged_exit
 
-    checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
-    from flows.lock import orchestrator_lock
-    from flows.report import print_results
-    from flows.run import ping, run_batch
+    with pinged_exit(ping_url):
+        settings.connect()
+        config = settings.export_config()
+        from flows.etl.plan import checked_plans
 
-    with orchestrator_lock():
-        ping(ping_url, "start")
-        if single_flow:
-            from flows.single_flow import etl_all_tables
+        checked_plans(config, list(tables))  # bad input: one line and exit 2 or 3, before any flow run
+        from flows.lock import orchestrator_lock
+        from flows.report import print_results
+        from flows.run import run_batch
 
-            final = etl_all_tables(tables=list(tables) or None, return_state=True)
-            ok, message = final.is_completed(), final.message
-        else:
-            report = run_batch(config, list(tables))
-            print_results(report.results)
-            ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
-        click.echo(message)
-        ping(ping_url, "0" if ok else "1")
-    sys.exit(0 if ok else 1)
+        with orchestrator_lock():
+            ping(ping_url, "start")
+            if single_flow:
+                from flows.single_flow import etl_all_tables
+
+                final = etl_all_tables(tables=list(tables) or None, return_state=True)
+                ok, message = final.is_completed(), final.message
+            else:
+                report = run_batch(config, list(tables))
+                print_results(report.results)
+                ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
+            click.echo(message)
+        sys.exit(0 if ok else 1)
 
 
 @main.command("status")
@@ -322,3 +341,6 @@ def demo(settings: Settings, workers: int, big_rows: int, keep: bool) -> None:
     from flows.demo.run import run_demo
 
     sys.exit(0 if run_demo(settings.state / "demo", workers, big_rows, keep) else 1)
+
+
+show_envvars(main)

@@ -5,6 +5,7 @@ their options and delegate to `flows.fleet`, like every other command.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import click
 from cli import Settings, pass_settings, with_prefect
 from flows.config import DEFAULT_WORKERS
 from flows.fleet.render import DEFAULT_ENV_FILE, DEFAULT_HOME, DEFAULT_USER
+
+SERVER_START_SECONDS = 120  # a new Prefect server takes 5-30 s to answer; more on a busy host
 
 
 @click.group("workers")
@@ -31,7 +34,8 @@ def workers_group() -> None:
 )
 @click.option(
     "--pool",
-    help="Work pool [default: ETLCTL_POOL from the environment or the env file, else etl-tables].",
+    help="Work pool [default: $ETLCTL_POOL, then $PREFECT_WORK_POOL, from the environment or the "
+    "env file, else etl-tables].",
 )
 @click.option(
     "--limit",
@@ -58,7 +62,9 @@ def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_
 @click.option(
     "-n", "--count", type=click.IntRange(min=1), help="How many workers [default: [prefect] workers]."
 )
-@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
+@click.option(
+    "--pool", help="Work pool [default: $ETLCTL_POOL, $PREFECT_WORK_POOL, [prefect] table_pool, etl-tables]."
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -71,9 +77,11 @@ def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_
 def workers_start(
     settings: Settings, count: int | None, pool: str | None, limit: int, prefix: str | None
 ) -> None:
-    """Run N `prefect worker start` processes in the foreground, restarting any that dies.
+    """Run N `prefect worker start --type etlctl` processes in the foreground, restarting any that dies.
 
-    Ctrl+C (or SIGTERM) stops them all, with their flow runs: no process is left behind.
+    The first Ctrl+C (or SIGTERM) drains: running tables finish, no new ones are claimed, then
+    every worker exits. A second Ctrl+C stops at once, with the running tables (they end Crashed
+    and a waiting `etlctl run` submits them again): no process is left behind either way.
     """
     config = settings.export_config()
     from flows.fleet.workers import WorkerSupervisor
@@ -84,10 +92,11 @@ def workers_start(
         limit=limit,
         prefix=prefix,
         log_dir=settings.state / "logs",
+        report=click.echo,
     )
     click.echo(
         f"starting {len(supervisor.workers())} workers on pool {supervisor.pool}; logs in "
-        f"{settings.state / 'logs'}; Ctrl+C stops them"
+        f"{settings.state / 'logs'}; Ctrl+C lets running tables finish, twice stops at once"
     )
     supervisor.run_forever()
 
@@ -104,9 +113,13 @@ def machine_group() -> None:
     type=click.IntRange(min=1),
     default=DEFAULT_WORKERS,
     show_default=True,
-    help="Worker processes on this host.",
+    help="Worker processes on this host; fewer than before stops the ones above (they drain first).",
 )
-@click.option("--pool", help="Work pool [default: [prefect] table_pool].")
+@click.option(
+    "--pool",
+    help="Work pool, written into the workers' command line [default: $ETLCTL_POOL, "
+    "$PREFECT_WORK_POOL, [prefect] table_pool, etl-tables].",
+)
 @click.option(
     "--supervisor",
     "manager",
@@ -115,7 +128,17 @@ def machine_group() -> None:
     help="Run the workers under supervisord (default).",
 )
 @click.option("--systemd", "manager", flag_value="systemd", help="Run the workers as systemd units.")
-@click.option("--dry-run", is_flag=True, help="Print the files and commands; record and change nothing.")
+@click.option(
+    "--server",
+    is_flag=True,
+    help="This host also runs the Prefect server: install and start prefect-server.service "
+    "(with --systemd) before the workers.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the files and commands; record and change nothing (needs no config, passwords or API).",
+)
 @click.option(
     "--target-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -124,15 +147,17 @@ def machine_group() -> None:
 @click.option("--no-start", is_flag=True, help="Write the files but do not start the workers.")
 @click.option(
     "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_ENV_FILE,
     show_default=True,
-    help="The env file the workers load (PREFECT_API_URL, ETLCTL_CONFIG, secrets).",
+    help="The env file the workers load; read here first when it exists (PREFECT_API_URL, "
+    "PREFECT_API_KEY, ETLCTL_CONFIG, ETLCTL_POOL, passwords).",
 )
 @click.option(
     "--user",
     default=DEFAULT_USER,
     show_default=True,
-    help="Unix user the workers run as; '-' keeps the service manager's own user.",
+    help="Unix user the workers run as; '-' keeps the service manager's own.",
 )
 @click.option("--home", default=DEFAULT_HOME, show_default=True, help="Logs and state on this host.")
 @click.option(
@@ -147,41 +172,69 @@ def machine_register(
     workers: int,
     pool: str | None,
     manager: str,
+    server: bool,
     dry_run: bool,
     target_dir: Path | None,
     no_start: bool,
-    env_file: str,
+    env_file: Path,
     user: str,
     home: str,
     supervisor_config: Path | None,
 ) -> None:
-    """Record this host in the inventory, install its worker services and start them."""
+    """Record this host in the inventory, install its worker services and start them.
+
+    The env file is read first, as the workers will read it, so the Prefect API, the config and
+    its passwords come from there. --dry-run only renders: it needs none of them.
+    """
+    from flows.config import DEFAULT_POOL, pool_from_env
+    from flows.errors import ConfigError
+    from flows.fleet.envfile import read_env_file
     from flows.fleet.install import describe, install, plan_host
     from flows.fleet.naming import this_host, variable_name
 
     name = host or this_host()
     variable_name(name)
+    found = env_file.is_file()
+    if found:
+        os.environ.update(read_env_file(env_file))
+    if not pool:
+        try:
+            pool = settings.config.prefect.table_pool
+        except ConfigError as exc:
+            if not dry_run:
+                raise
+            pool = pool_from_env() or DEFAULT_POOL
+            click.echo(f"# config not read ({exc}); pool {pool}")
     plan = plan_host(
         name,
         manager,
         workers,
         str(Path(sys.executable).with_name("etlctl")),
-        env_file,
+        str(env_file),
         None if user == "-" else user,
         home,
         target_dir,
         supervisor_config,
+        pool=pool,
+        server=server,
     )
-    pool = pool or settings.config.prefect.table_pool
+    if not found:
+        click.echo(f"# env file {env_file} does not exist yet: the workers need it (ops/etlctl.env.example)")
     if dry_run:
         click.echo(describe(plan, name, workers, pool))
         return
-    settings.connect()
+    # With --server, the API this host records itself in is the one it is about to start.
+    early = install(plan, start=not no_start) if server else []
+    for line in early:
+        click.echo(line)
+    from flows.fleet.environment import wait_connected
+
+    wait_connected(settings.state, SERVER_START_SECONDS if server and not no_start else 0)
     from flows.fleet.machines import Machine, record
 
     record(Machine.now(name, workers, pool, manager))
     click.echo(f"recorded host {name}: {workers} workers on pool {pool} ({manager})")
-    for line in install(plan, start=not no_start):
+    for line in [] if server else install(plan, start=not no_start):
         click.echo(line)
 
 

@@ -24,7 +24,10 @@ CONFIG_ENV = "ETLCTL_CONFIG"
 DEFAULT_CONFIG = "etlctl.toml"
 MODES = ("full", "incremental")
 DEFAULT_WORKERS = 3  # worker processes per host
-DEFAULT_POOL = "etl-tables"  # the table pool when neither the config nor ETLCTL_POOL names one
+DEFAULT_POOL = "etl-tables"  # the table pool when neither --pool, the environment nor the config names one
+# A host's table pool from its environment (env file), over [prefect] table_pool: ETLCTL_POOL, then
+# PREFECT_WORK_POOL (the name a Prefect deployment's operators already use).
+POOL_ENVS = ("ETLCTL_POOL", "PREFECT_WORK_POOL")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -54,7 +57,7 @@ class PrefectSettings:
 
     table_pool: str = DEFAULT_POOL
     orchestrator_pool: str = "etl-orchestrator"
-    cleanup_pool: str = DEFAULT_POOL
+    cleanup_pool: str = DEFAULT_POOL  # when unset in the file: the table pool, whose workers run them
     database_limit: int = 3
     poll_seconds: float = 2.0
     workers: int = DEFAULT_WORKERS
@@ -75,6 +78,12 @@ class Config:
     def options_for(self, table: str) -> TableOptions:
         """The defaults with this table's overrides applied; validated when the file was read."""
         return _options(self.defaults, self.overrides.get(table, {}), f"table {table!r}")
+
+
+def pool_from_env(environ: dict[str, str] | None = None) -> str | None:
+    """The table pool the environment names ($ETLCTL_POOL, else $PREFECT_WORK_POOL), if any."""
+    env = os.environ if environ is None else environ
+    return next((env[name] for name in POOL_ENVS if env.get(name)), None)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -216,4 +225,7 @@ def _prefect(raw: dict[str, Any]) -> PrefectSettings:
     for name in ("database_limit", "workers"):
         if values[name] < 1:
             raise ConfigError(f"{name} in {where} must be at least 1")
+    values["table_pool"] = pool_from_env() or values["table_pool"]
+    if "cleanup_pool" not in raw:
+        values["cleanup_pool"] = values["table_pool"]
     return PrefectSettings(**values)

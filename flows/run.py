@@ -8,10 +8,7 @@ for tables whose run died before it could record anything.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-
-import httpx
 
 from flows.config import Config
 from flows.etl import state as st
@@ -46,19 +43,3 @@ def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
         if result.outcome == "success" and prefect_states.get(result.table, "Completed") != "Completed":
             result.outcome = prefect_states[result.table].lower()
     return BatchReport(batch, final.is_completed(), final.message or final.name, results)
-
-
-def ping(url: str | None, suffix: str) -> None:
-    """Tell a dead-man's switch (healthchecks-style URL) that a run started or how it ended.
-
-    A monitoring hiccup must never fail the load, so errors are logged, not raised; the URL may
-    carry a token, so it is never printed.
-    """
-    if not url:
-        return
-    try:
-        httpx.get(f"{url.rstrip('/')}/{suffix}", timeout=10).raise_for_status()
-    except httpx.HTTPError as exc:
-        logging.getLogger("etlctl").warning(
-            "dead-man's switch ping (%s) failed: %s", suffix, type(exc).__name__
-        )

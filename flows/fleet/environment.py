@@ -9,6 +9,7 @@ run that nobody else can see would defeat the point of the fleet.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -49,3 +50,15 @@ def connect(state: Path, check: bool = True) -> str:
         except httpx.HTTPError as exc:
             raise PrefectUnavailableError(f"cannot reach the Prefect API at {url}: {exc}") from None
     return url
+
+
+def wait_connected(state: Path, timeout: float, poll: float = 2.0) -> str:
+    """`connect`, retried for up to `timeout` seconds: a server that was just started takes 5-30 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return connect(state)
+        except PrefectUnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll)

@@ -8,6 +8,7 @@ upgrade never interrupts a table.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -46,22 +47,49 @@ def plan_host(
     home: str,
     target_dir: Path | None,
     supervisor_config: Path | None = None,
+    *,
+    pool: str | None = None,
+    server: bool = False,
 ) -> HostPlan:
-    """The files for `host` and the commands that start them; `user=None` keeps the manager's own."""
+    """The files for `host` and the commands that start them; `user=None` keeps the manager's own.
+
+    `server`: this host also runs the Prefect server (systemd only), started before the workers.
+    Registering again with fewer workers than before stops the instances above the new count
+    under systemd (each drains first); supervisord's `update` restarts the group with the new count.
+    """
+    if server and manager != "systemd":
+        raise ConfigError(
+            "--server installs prefect-server.service and needs --systemd; without systemd, run "
+            "`etlctl server start --host 0.0.0.0` from the host's boot scripts"
+        )
     if manager == "supervisor":
         directory = target_dir or SUPERVISOR_DIR
-        text = render.render_supervisor(workers, etlctl, env_file, home, user=user, host=host)
+        text = render.render_supervisor(workers, etlctl, env_file, home, user=user, host=host, pool=pool)
         ctl = _supervisorctl(supervisor_config)
         return HostPlan(manager, {directory / "etlctl.conf": text}, [[*ctl, "reread"], [*ctl, "update"]])
     if manager == "systemd":
         directory = target_dir or SYSTEMD_DIR
-        units = render.render_systemd(workers, etlctl, user or "root", env_file)
-        return HostPlan(
-            manager,
-            {directory / name: text for name, text in units.items()},
-            [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "etl-workers.target"]],
-        )
+        units = render.render_systemd(workers, etlctl, user or "root", env_file, pool=pool, server=server)
+        start = [["systemctl", "daemon-reload"]]
+        if server:
+            start.append(["systemctl", "enable", "--now", render.SERVER_UNIT])
+        start.append(["systemctl", "enable", "--now", render.TARGET])
+        surplus = range(workers + 1, _registered_workers(directory / render.TARGET) + 1)
+        if surplus:
+            start.append(["systemctl", "stop", "--no-block", *(f"etl-worker@{i}.service" for i in surplus)])
+        return HostPlan(manager, {directory / name: text for name, text in units.items()}, start)
     raise ConfigError(f"unknown service manager {manager!r}: use --supervisor or --systemd")
+
+
+def _registered_workers(target: Path) -> int:
+    """How many workers the host's installed etl-workers.target starts (0 if none is installed)."""
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return 0
+    return max(
+        (int(n) for n in re.findall(r"^Wants=etl-worker@(\d+)\.service$", text, re.MULTILINE)), default=0
+    )
 
 
 def describe(plan: HostPlan, host: str, workers: int, pool: str) -> str:

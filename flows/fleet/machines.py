@@ -51,12 +51,14 @@ class MachineStatus:
 
     @property
     def verdict(self) -> str:
-        """healthy: every expected worker online; degraded: some; down: none."""
+        """draining: drained by `etlctl machine drain`, however many of its workers are online (the
+        live-worker count says that); otherwise healthy: every expected worker online; degraded:
+        some; down: none."""
+        if self.machine.draining:
+            return "draining"
         if not self.live_workers:
             return "down"
-        if len(self.live_workers) < self.machine.workers:
-            return "degraded"
-        return "draining" if self.machine.draining else "healthy"
+        return "degraded" if len(self.live_workers) < self.machine.workers else "healthy"
 
     def to_dict(self) -> dict[str, Any]:
         return {

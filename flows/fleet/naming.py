@@ -18,7 +18,6 @@ WORKER_TYPE = "etlctl"  # the worker type of flows.fleet.drain_worker, named wit
 WORKER_ENV = "ETLCTL_WORKER_NAME"  # inherited by flow runs, which record it with each table
 API_ENV = "PREFECT_API_URL"  # where every client, worker and flow run finds the Prefect API
 DRAIN_ENV = "ETLCTL_DRAIN_SECONDS"  # how long a stopping worker lets its runs finish
-POOL_ENV = "ETLCTL_POOL"  # a host's table pool, for `etlctl workers exec` under supervisord/systemd
 
 
 def this_host() -> str:

@@ -22,9 +22,14 @@ DEFAULT_USER = "etl"
 DEFAULT_ENV_FILE = "/etc/etlctl/etlctl.env"
 DEFAULT_HOME = "/var/lib/etlctl"  # a host's logs and worker state
 SYSTEMD_UNITS = ("etl-worker@.service", "etl-orchestrator.service", "etl-orchestrator.timer")
+SERVER_UNIT = "prefect-server.service"  # only on the host that runs the Prefect server (--server)
 TARGET = "etl-workers.target"
 PROGRAM = "[program:etl-worker]"
-_NAMES = {"user": re.compile(r"[a-z_][a-z0-9_-]*"), "host": re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")}
+_NAMES = {
+    "user": re.compile(r"[a-z_][a-z0-9_-]*"),
+    "host": re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*"),
+    "pool": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
+}
 _WANTS = re.compile(r"^(?:Wants=etl-worker@\d+\.service\n)+", re.MULTILINE)
 
 
@@ -53,12 +58,14 @@ def render_supervisor(
     home: str,
     user: str | None = DEFAULT_USER,
     host: str | None = None,
+    pool: str | None = None,
 ) -> str:
     """An include file for the host's own supervisord: ops/supervisord.conf's [program:etl-worker].
 
     `user`: the system supervisord runs as root and must drop to an unprivileged user (None keeps
     supervisord's own). `host`: the worker-name prefix; None keeps supervisord's %(host_node_name)s
-    (uname -n, which may be a fully qualified name).
+    (uname -n, which may be a fully qualified name). `pool`: written into the worker command, so the
+    workers poll the pool the inventory records; None leaves it to the env file's $ETLCTL_POOL.
     """
     _check_count(workers)
     for what, value in (("etlctl", etlctl), ("env file", env_file), ("home", home)):
@@ -78,6 +85,7 @@ def render_supervisor(
         values["%(host_node_name)s"] = host
     for variable, value in values.items():
         section = section.replace(variable, value)
+    section = _with_pool(section, r"^command = .*", pool)
     if user is not None:
         _check_name("user", user)
         section = re.sub(
@@ -98,24 +106,37 @@ def render_supervisor(
     return banner + section
 
 
-def render_systemd(workers: int, etlctl: str, user: str, env_file: str) -> dict[str, str]:
+def render_systemd(
+    workers: int, etlctl: str, user: str, env_file: str, pool: str | None = None, server: bool = False
+) -> dict[str, str]:
     """Unit file name -> text: the worker template, the host's target with one Wants= per worker,
-    and the orchestrator's service and timer, with this host's binary, user and env file."""
+    and the orchestrator's service and timer (and, with `server`, prefect-server.service), with
+    this host's binary, user and env file; `pool` as for render_supervisor."""
     _check_count(workers)
     _check_path("etlctl", etlctl)
     _check_path("env file", env_file)
     _check_name("user", user)
     directory = ops_dir() / "systemd"
     units = {}
-    for name in (*SYSTEMD_UNITS, TARGET):
+    for name in (*SYSTEMD_UNITS, TARGET, *([SERVER_UNIT] if server else [])):
         text = (directory / name).read_text(encoding="utf-8")
         text = text.replace(DEFAULT_ETLCTL, etlctl).replace(DEFAULT_ENV_FILE, env_file)
         text = re.sub(rf"^User={DEFAULT_USER}$", f"User={user}", text, flags=re.MULTILINE)
+        if name == "etl-worker@.service":
+            text = _with_pool(text, r"^ExecStart=.*", pool)
         if name == TARGET:
             wants = "".join(f"Wants=etl-worker@{i}.service\n" for i in range(1, workers + 1))
             text = _WANTS.sub(wants, text, count=1)
         units[name] = f"# Rendered by etlctl from ops/systemd/{name}; edit that, not this.\n" + text
     return units
+
+
+def _with_pool(text: str, line: str, pool: str | None) -> str:
+    """`--pool POOL` appended to the one command line that `line` matches."""
+    if pool is None:
+        return text
+    _check_name("pool", pool)
+    return re.sub(line, lambda m: f"{m.group(0)} --pool {pool}", text, count=1, flags=re.MULTILINE)
 
 
 def _check_count(workers: int) -> None:

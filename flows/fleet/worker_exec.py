@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.config import DEFAULT_POOL
+from flows.config import DEFAULT_POOL, pool_from_env
 from flows.errors import PrefectUnavailableError
 from flows.fleet.envfile import read_env_file
-from flows.fleet.naming import API_ENV, POOL_ENV, WORKER_ENV, WORKER_TYPE
+from flows.fleet.naming import API_ENV, WORKER_ENV, WORKER_TYPE
 from flows.fleet.processes import prefect_executable
 
 # Prefect polls every 10 s by default; a table waits that long for a free worker. 2 s costs the
@@ -54,12 +54,13 @@ def worker_env(base: dict[str, str], name: str) -> dict[str, str]:
 
 
 def exec_worker(name: str, pool: str | None, limit: int, env_file: Path | None) -> None:
-    """Never returns: the process becomes the Prefect worker. `--pool` wins over ETLCTL_POOL,
-    which may come from the env file (a system supervisord has no other place to set it)."""
+    """Never returns: the process becomes the Prefect worker. `--pool` wins over $ETLCTL_POOL, then
+    $PREFECT_WORK_POOL, either of which may come from the env file (a system supervisord has no
+    other place to set it)."""
     env = dict(os.environ)
     if env_file is not None:
         env.update(read_env_file(env_file))
-    pool = pool or env.get(POOL_ENV) or DEFAULT_POOL
+    pool = pool or pool_from_env(env) or DEFAULT_POOL
     if not env.get(API_ENV):
         raise PrefectUnavailableError(
             f"{API_ENV} is not set for worker {name}; put it in the env file"

@@ -110,7 +110,7 @@ def test_workers_register_by_name_and_come_back_after_kill_9(
     assert not [p.pid for p in seen if is_alive(p)]
 
 
-def test_ctrl_c_stops_workers_and_their_flow_runs(
+def test_second_ctrl_c_during_the_drain_stops_workers_and_their_flow_runs(
     prefect_server: ServerHandle, prefect_env: dict[str, str], tmp_path
 ):
     pool = "fleet-interrupt"
@@ -127,8 +127,11 @@ def test_ctrl_c_stops_workers_and_their_flow_runs(
         run_id = client.create_flow_run_from_deployment(deployment).id
     env = {**prefect_env, **FAST, "PYTHONPATH": str(tmp_path)}
     command = [sys.executable, "-c", SUPERVISOR, pool, "t2", str(tmp_path / "logs")]
+    output = tmp_path / "supervisor.log"
     # Its own session: the SIGINT below goes to its group, as a Ctrl+C in a terminal would.
-    supervisor = subprocess.Popen(command, env=env, start_new_session=True)
+    supervisor = subprocess.Popen(
+        command, env=env, stdout=output.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
 
         def running():
@@ -146,8 +149,17 @@ def test_ctrl_c_stops_workers_and_their_flow_runs(
         assert all(os.getpgid(p.pid) != supervisor.pid for p in flow_runs)
 
         os.killpg(supervisor.pid, signal.SIGINT)
+        until(lambda: "draining: 1 table running" in output.read_text(), 15, "the drain line")
+        # the nap has 300 s to go: the drain waits for it, the idle worker has left already
+        until(
+            lambda: len([p for p in _tree(supervisor.pid) if "worker" in _cmdline(p)]) == 1, 30, "idle exit"
+        )
+        assert supervisor.poll() is None and all(is_alive(p) for p in flow_runs)
+        assert running()
 
+        os.killpg(supervisor.pid, signal.SIGINT)
         assert supervisor.wait(timeout=40) == 0
+        assert "stopping now: 1 table running, interrupted" in output.read_text()
         assert not [(p.pid, _cmdline(p)) for p in procs if is_alive(p)]
     finally:
         if supervisor.poll() is None:

@@ -41,7 +41,7 @@ def test_rendered_supervisor_include_is_what_supervisord_reads(tmp_path: Path) -
     include = tmp_path / "etlctl.conf"
     include.write_text(
         render_supervisor(
-            2, "/opt/e/bin/etlctl", "/etc/e/e.env", str(home), user=getpass.getuser(), host="h1"
+            2, "/opt/e/bin/etlctl", "/etc/e/e.env", str(home), user=getpass.getuser(), host="h1", pool="p-1"
         ),
         encoding="utf-8",
     )
@@ -52,7 +52,9 @@ def test_rendered_supervisor_include_is_what_supervisord_reads(tmp_path: Path) -
     (group,) = options.process_group_configs
     programs = {p.name: p for p in group.process_configs}
     assert sorted(programs) == ["h1-01", "h1-02"]
-    assert programs["h1-02"].command == "/opt/e/bin/etlctl workers exec --name h1-02 --env-file /etc/e/e.env"
+    assert programs["h1-02"].command == (
+        "/opt/e/bin/etlctl workers exec --name h1-02 --env-file /etc/e/e.env --pool p-1"
+    )
     assert programs["h1-02"].stdout_logfile == f"{home}/logs/etl-worker-02.log"
     assert programs["h1-02"].environment == {"PREFECT_HOME": f"{home}/prefect-home"}
     assert (programs["h1-02"].stopwaitsecs, programs["h1-02"].killasgroup) == (660, True)

@@ -83,7 +83,9 @@ def test_template_units_verify(tmp_path: Path, template: str) -> None:
 
 
 def test_rendered_units_verify(tmp_path: Path) -> None:
-    units = render_systemd(4, HOST["etlctl"], HOST["user"], HOST["env_file"])
+    units = render_systemd(4, HOST["etlctl"], HOST["user"], HOST["env_file"], pool="nightly", server=True)
+    assert "prefect-server.service" in units
+    assert f"--env-file {HOST['env_file']} --pool nightly\n" in units["etl-worker@.service"]
     root = make_root(tmp_path, units, HOST["etlctl"], HOST["env_file"])
     for unit in (
         "etl-worker@1.service",

@@ -45,28 +45,70 @@ def test_two_runs_at_once_one_loads_and_the_other_exits_75(fleet):
     assert len(lines) == 1 and "skipped: another orchestrator run is active" in lines[0]
 
 
-def test_dead_mans_switch_is_pinged_at_start_and_with_the_exit_code(fleet):
-    seen: list[str] = []
+class _Pings:
+    """A local dead-man's switch: records the path of every GET."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            self.send_response(200)
-            self.end_headers()
+    def __init__(self) -> None:
+        seen: list[str] = []
 
-        def log_message(self, *args) -> None:
-            return
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.path)
+                self.send_response(200)
+                self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/ping/s3cret-token"
-        proc = fleet.etlctl("run", "--ping-url", url, "select")
-    finally:
-        server.shutdown()
+            def log_message(self, *args) -> None:
+                return
+
+        self.seen = seen
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/ping/s3cret-token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def pings():
+    switch = _Pings()
+    yield switch
+    switch.close()
+
+
+def test_dead_mans_switch_is_pinged_at_start_and_with_the_exit_code(fleet, pings):
+    proc = fleet.etlctl("run", "--ping-url", pings.url, "select")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert seen == ["/ping/s3cret-token/start", "/ping/s3cret-token/0"]
+    assert pings.seen == ["/ping/s3cret-token/start", "/ping/s3cret-token/0"]
     assert "s3cret-token" not in proc.stdout + proc.stderr
+
+
+def test_dead_mans_switch_gets_every_other_exit_code(fleet, pings, tmp_path):
+    """2, 3, 4 and 75 end the command before a batch starts: one ping each, with the real code."""
+    from flows.lock import orchestrator_lock
+
+    missing_source = tmp_path / "etlctl.toml"
+    missing_source.write_text(
+        f'[source]\nurl = "sqlite:///{tmp_path}/nowhere.db"\n[target]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+        "[tables]\ndiscover = true\n"
+    )
+    env_file = tmp_path / "etlctl.env"  # ETLCTL_PING_URL from --env-file, as cron uses it
+    env_file.write_text(f"ETLCTL_PING_URL={pings.url}\nPREFECT_API_URL=http://127.0.0.1:{free_port()}/api\n")
+    cases = {
+        2: fleet.etlctl("run", "--ping-url", pings.url, "no_such_table"),
+        3: fleet.etlctl("--config", str(missing_source), "run", "--ping-url", pings.url),
+        4: fleet.etlctl("run", "--env-file", str(env_file)),
+    }
+    with orchestrator_lock():  # another orchestrator is running
+        cases[75] = fleet.etlctl("run", "--ping-url", pings.url, "select")
+    for code, proc in cases.items():
+        assert proc.returncode == code, (code, proc.stdout + proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "s3cret-token" not in proc.stdout + proc.stderr
+    assert pings.seen == [f"/ping/s3cret-token/{code}" for code in (2, 3, 4, 75)]
+    single = fleet.etlctl("--config", str(missing_source), "run", "--single-flow")
+    assert single.returncode == 3 and "source database" in single.stderr, single.stderr
 
 
 def test_machine_ls_tells_healthy_from_down(fleet, tmp_path):

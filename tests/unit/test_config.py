@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flows.config import PrefectSettings, load_config
+from flows.config import POOL_ENVS, PrefectSettings, load_config
 from flows.errors import ConfigError
 
 BASE = """
@@ -47,7 +47,33 @@ def test_defaults_overrides_and_secret_expansion(tmp_path, monkeypatch):
         1000,
     )
     assert config.options_for("other").mode == "full"
-    assert config.prefect == PrefectSettings(table_pool="nightly", database_limit=5)
+    assert config.prefect == PrefectSettings(table_pool="nightly", cleanup_pool="nightly", database_limit=5)
+
+
+def test_table_pool_from_the_environment_wins_over_the_file(tmp_path, monkeypatch):
+    """--pool > $ETLCTL_POOL > $PREFECT_WORK_POOL > [prefect] table_pool > etl-tables; the
+    cleanups follow the table pool unless the file names their own."""
+    monkeypatch.setenv("ETLCTL_TEST_PW", "x")
+    for name in POOL_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    named = tmp_path / "named.toml"
+    named.write_text(BASE)
+    bare = tmp_path / "bare.toml"
+    bare.write_text(BASE.split("[prefect]")[0])
+    assert (load_config(bare).prefect.table_pool, load_config(bare).prefect.cleanup_pool) == (
+        "etl-tables",
+    ) * 2
+    monkeypatch.setenv("PREFECT_WORK_POOL", "seed-pool")
+    assert load_config(bare).prefect.cleanup_pool == "seed-pool"
+    assert load_config(named).prefect.table_pool == "seed-pool"
+    monkeypatch.setenv("ETLCTL_POOL", "host-pool")
+    assert load_config(named).prefect.table_pool == "host-pool"
+    own = tmp_path / "own.toml"
+    own.write_text(BASE + 'cleanup_pool = "tidy"\n')
+    assert (load_config(own).prefect.table_pool, load_config(own).prefect.cleanup_pool) == (
+        "host-pool",
+        "tidy",
+    )
 
 
 def test_config_found_through_environment(tmp_path, monkeypatch):

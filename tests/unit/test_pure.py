@@ -159,3 +159,21 @@ def test_a_host_is_lost_only_when_the_pool_knows_it_and_none_of_its_workers_is_o
     workers = {"db-01": False, "db-02": False, "db-07-01": True, "app-01": True, "app-02": False}
     assert lost_hosts({"db", "db-07", "app", "stranger"}, workers) == {"db"}
     assert lost_hosts({"db"}, {**workers, "db-02": True}) == set()
+
+
+@pytest.mark.parametrize(
+    ("live", "draining", "verdict"),
+    [
+        (["h-01", "h-02"], False, "healthy"),
+        (["h-01"], False, "degraded"),
+        ([], False, "down"),
+        (["h-01", "h-02"], True, "draining"),
+        (["h-01"], True, "draining"),
+        ([], True, "draining"),
+    ],
+)
+def test_a_drained_host_shows_draining_however_many_workers_are_online(live, draining, verdict):
+    from flows.fleet.machines import Machine, MachineStatus
+
+    machine = Machine("h", 2, "etl-tables", "systemd", "2026-11-29T00:00:00+00:00", draining=draining)
+    assert MachineStatus(machine, live, None, 0).verdict == verdict
