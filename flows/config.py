@@ -25,6 +25,11 @@ DEFAULT_CONFIG = "etlctl.toml"
 MODES = ("full", "incremental")
 DEFAULT_WORKERS = 3  # worker processes per host
 DEFAULT_POOL = "etl-tables"  # the table pool when neither the config nor ETLCTL_POOL names one
+# PostgreSQL waits (flows.etl.pg_timeouts): seconds, default and the bounds a config may set
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_ANSWER_TIMEOUT = 900
+ANSWER_TIMEOUT_KEY = "answer_timeout"
+TIMEOUT_BOUNDS = {"connect_timeout": (1, 300), ANSWER_TIMEOUT_KEY: (5, 86400)}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -100,8 +105,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     _only(raw, {"source", "target", "tables", "table", "prefect"}, "the config file")
     source = _section(raw, "source", required=True)
     target = _section(raw, "target", required=True)
-    _only(source, {"url", "schema"}, "[source]")
-    _only(target, {"url", "schema"}, "[target]")
+    _only(source, {"url", "schema", *TIMEOUT_BOUNDS}, "[source]")
+    _only(target, {"url", "schema", *TIMEOUT_BOUNDS}, "[target]")
     tables = _section(raw, "tables")
     _only(tables, {"discover", "names", "include", "exclude", "defaults"}, "[tables]")
     selection = TableSelection(
@@ -120,8 +125,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError("no tables selected: set [tables] discover = true, or list them in [tables] names")
     return Config(
         path=resolved,
-        source_url=_url(source, "[source]"),
-        target_url=_url(target, "[target]"),
+        source_url=_with_timeouts(_url(source, "[source]"), source, "[source]"),
+        target_url=_with_timeouts(_url(target, "[target]"), target, "[target]"),
         source_schema=source.get("schema"),
         target_schema=target.get("schema"),
         selection=selection,
@@ -182,6 +187,33 @@ def _url(raw: dict[str, Any], where: str) -> URL:
         return make_url(value)
     except ArgumentError:
         raise ConfigError(f"{where} url is not a SQLAlchemy database URL") from None
+
+
+def _with_timeouts(url: URL, raw: dict[str, Any], where: str) -> URL:
+    """The URL with the section's PostgreSQL timeouts in its query, checked against their bounds;
+    the same keys written into the URL itself (`?connect_timeout=5`) are checked alike."""
+    given = {key: raw[key] for key in TIMEOUT_BOUNDS if key in raw}
+    if given and url.get_backend_name() != "postgresql":
+        raise ConfigError(f"{', '.join(given)} in {where} applies to PostgreSQL only")
+    for key, value in given.items():
+        if key in url.query:
+            raise ConfigError(f"{key} is set both in {where} and in its url; keep one")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} in {where} must be a number of seconds")
+    url = url.update_query_dict({key: str(value) for key, value in given.items()})
+    for key, (low, high) in TIMEOUT_BOUNDS.items():
+        if key not in url.query or url.get_backend_name() != "postgresql":
+            continue
+        text = str(url.query[key])
+        try:
+            seconds = int(text) if key == "connect_timeout" else float(text)  # libpq: whole seconds
+        except ValueError:
+            seconds = float("nan")
+        if not low <= seconds <= high:
+            raise ConfigError(
+                f"{key} in {where} must be between {low} and {high} seconds, not {url.query[key]}"
+            )
+    return url
 
 
 def _options(base: TableOptions, raw: dict[str, Any], where: str) -> TableOptions:

@@ -3,7 +3,8 @@
 SQLite needs three things to be a sound source and target under several concurrent workers: a long
 busy timeout, real `BEGIN` statements (pysqlite otherwise defers them and splits a transaction's
 DDL from its DML), and `BEGIN IMMEDIATE` on the target so two writers queue instead of deadlocking.
-PostgreSQL sources read in REPEATABLE READ so a table's row count and its rows share one snapshot.
+PostgreSQL sources read in REPEATABLE READ so a table's row count and its rows share one snapshot,
+and every PostgreSQL wait is bounded (flows.etl.pg_timeouts): a silent database fails the table.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from flows.errors import ConfigError, DatabaseUnreachableError, first_line
+from flows.etl import pg_timeouts
 
 Role = Literal["source", "target"]
 SQLITE_BUSY_SECONDS = 300
@@ -30,7 +32,12 @@ def make_engine(url: URL, role: Role) -> Engine:
         options: dict[str, object] = {"poolclass": NullPool}
         if role == "source" and url.get_backend_name() == "postgresql":
             options["isolation_level"] = "REPEATABLE READ"
-        return create_engine(url, **options)
+        if not pg_timeouts.applies(url):
+            return create_engine(url, **options)
+        url, bounded, timeout = pg_timeouts.engine_options(url)
+        engine = create_engine(url, **options, **bounded)
+        pg_timeouts.bound_answers(engine, timeout)
+        return engine
     except (NoSuchModuleError, ImportError) as exc:
         raise ConfigError(
             f"{role} url {url}: no installed driver for {url.drivername!r} ({first_line(exc)})"
