@@ -7,10 +7,10 @@ import psutil
 import pytest
 
 from flows.errors import EtlError, PrefectUnavailableError
+from flows.fleet.processes import is_alive
 from flows.fleet.server import (
     STATE_FILE,
     ServerHandle,
-    is_alive,
     read_server_state,
     start_server,
     stop_server,
