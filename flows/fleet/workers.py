@@ -8,6 +8,9 @@ worker is gone the run stays Running for ever. So `stop` freezes each worker (SI
 nothing new and keeps its pipes open), SIGTERMs the process group of each of its descendants, waits
 for them, then SIGKILLs the workers and anything still left.
 
+With a log directory, each worker writes into `<name>.log` there (0600, rotated by size: see
+flows.fleet.logpipe), and every file a worker or its flow runs create is private (umask 077).
+
 A worker that dies on its own (kill -9, OOM) orphans its flow runs; they run on and report their
 end themselves. A stop kills those too; they may then stay Running in Prefect, and a waiting
 orchestrator only marks them Crashed when every worker of their host is offline.
@@ -30,7 +33,9 @@ from typing import Any
 import psutil
 
 from flows.errors import ConfigError
+from flows.fleet.logpipe import start_logpipe
 from flows.fleet.naming import this_host, worker_name
+from flows.fleet.private import CHILD_UMASK, private_dir
 from flows.fleet.processes import descendants, is_alive, signal_groups, wait_gone
 from flows.fleet.worker_exec import worker_command, worker_env
 
@@ -151,8 +156,8 @@ class WorkerSupervisor:
         env = worker_env({**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}, worker.name)
         output = None
         if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = (self.log_dir / f"{worker.name}.log").open("ab")
+            private_dir(self.log_dir)
+            output, _ = start_logpipe(self.log_dir / f"{worker.name}.log")
         try:
             worker.process = psutil.Popen(
                 command,
@@ -161,10 +166,11 @@ class WorkerSupervisor:
                 stdout=output,
                 stderr=subprocess.STDOUT if output else None,
                 start_new_session=True,
+                umask=CHILD_UMASK,
             )
         finally:
             if output is not None:
-                output.close()
+                os.close(output)
         worker.started = time.monotonic()
         worker.restart_at = None
         worker.runs = []
