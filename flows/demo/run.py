@@ -21,8 +21,8 @@ from flows.config import CONFIG_ENV, load_config
 from flows.demo.sample import build_sample, write_sample_config
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
-from flows.fleet.naming import API_ENV
 from flows.fleet.auth import CLIENT_AUTH_ENV, server_auth
+from flows.fleet.naming import API_ENV
 from flows.fleet.private import private_dir
 from flows.fleet.server import ServerHandle, start_server
 from flows.fleet.workers import WorkerSupervisor
