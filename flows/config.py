@@ -25,6 +25,7 @@ DEFAULT_CONFIG = "etlctl.toml"
 MODES = ("full", "incremental")
 DEFAULT_WORKERS = 3  # worker processes per host
 DEFAULT_POOL = "etl-tables"  # the table pool when neither the config nor ETLCTL_POOL names one
+MAX_KEEP_DAYS = 36500
 # PostgreSQL waits (flows.etl.pg_timeouts): seconds, default and the bounds a config may set
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_ANSWER_TIMEOUT = 900
@@ -63,6 +64,7 @@ class PrefectSettings:
     database_limit: int = 3
     poll_seconds: float = 2.0
     workers: int = DEFAULT_WORKERS
+    keep_flow_runs_days: int = 30  # cleanup-flow-1 deletes finished flow runs older than this
 
 
 @dataclass(frozen=True)
@@ -248,4 +250,6 @@ def _prefect(raw: dict[str, Any]) -> PrefectSettings:
     for name in ("database_limit", "workers"):
         if values[name] < 1:
             raise ConfigError(f"{name} in {where} must be at least 1")
+    if not 0 <= values["keep_flow_runs_days"] <= MAX_KEEP_DAYS:
+        raise ConfigError(f"keep_flow_runs_days in {where} must be between 0 and {MAX_KEEP_DAYS}")
     return PrefectSettings(**values)

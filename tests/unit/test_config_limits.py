@@ -1,4 +1,4 @@
-"""The PostgreSQL timeouts a config may set ([source]/[target] connect_timeout, answer_timeout):
+"""Limits a config may set: the PostgreSQL timeouts ([source]/[target] connect_timeout, answer_timeout)
 checked against their bounds when the file is read, wherever they are written."""
 
 from __future__ import annotations
@@ -50,3 +50,21 @@ def test_defaults_apply_and_the_config_wins(tmp_path):
     )
     assert answer == 60 and "answer_timeout" not in url.query and url.query["connect_timeout"] == "3"
     assert "connect_timeout" not in options["connect_args"]
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("30", True), ("-1", False), ("36501", False)])
+def test_keep_flow_runs_days_has_bounds(tmp_path, value, ok):
+    extra = f"\n[prefect]\nkeep_flow_runs_days = {value}\n"
+    path = tmp_path / "etlctl.toml"
+    path.write_text(
+        '[source]\nurl = "sqlite:///s.db"\n[target]\nurl = "sqlite:///t.db"\n[tables]\nnames = ["t"]\n'
+        + extra,
+        encoding="utf-8",
+    )
+    if ok:
+        assert load_config(path).prefect.keep_flow_runs_days == int(value)
+    else:
+        with pytest.raises(
+            ConfigError, match=r"keep_flow_runs_days in \[prefect\] must be between 0 and 36500"
+        ):
+            load_config(path)
