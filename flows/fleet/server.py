@@ -49,6 +49,7 @@ class ServerHandle:
     port: int
     create_time: float
     auth: str | None = field(default=None, repr=False, compare=False)
+    log_pid: int | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     def env(self) -> dict[str, str]:
@@ -77,6 +78,11 @@ class ServerHandle:
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=5.0)
+        if self.log_pid is not None:  # the log reader ends once the server's last line is written
+            with contextlib.suppress(psutil.Error):
+                reader = psutil.Process(self.log_pid)
+                if "flows.fleet.logpipe" in reader.cmdline():  # not a later process with its pid
+                    wait_gone([reader], 5.0)
         _forget(self.home, self.pid)
 
 
@@ -130,6 +136,7 @@ def start_server(
         port=port,
         create_time=psutil.Process(process.pid).create_time(),
         auth=auth,
+        log_pid=log_reader.pid,
         _process=process,
     )
     _write_state(handle, host, log_path)
@@ -164,6 +171,7 @@ def stop_server(home: Path, timeout: float = 20.0) -> bool:
         home=home,
         port=state["port"],
         create_time=state["create_time"],
+        log_pid=state.get("log_pid"),
     ).stop(timeout)
     return True
 
@@ -267,6 +275,7 @@ def _write_state(handle: ServerHandle, host: str, log_path: Path) -> None:
         "host": host,
         "port": handle.port,
         "log": str(log_path),
+        "log_pid": handle.log_pid,
     }
     path = handle.home / STATE_FILE
     tmp = path.with_suffix(".tmp")

@@ -56,6 +56,7 @@ class _Worker:
     backoff: float = MIN_BACKOFF
     restart_at: float | None = None
     runs: list[psutil.Process] = field(default_factory=list)
+    log_reader: subprocess.Popen[bytes] | None = None
 
 
 class WorkerSupervisor:
@@ -141,6 +142,11 @@ class WorkerSupervisor:
             for process in workers:
                 process.wait()
             wait_gone(left, 5.0)
+            # the log readers end once every writer has gone; wait, so nothing outlives a stop
+            deadline = time.monotonic() + 5.0
+            for reader in [w.log_reader for w in self._workers if w.log_reader is not None]:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    reader.wait(timeout=max(0.0, deadline - time.monotonic()))
             log.info("stopped %d workers and %d flow-run processes", len(workers), len(runs))
 
     def workers(self) -> list[tuple[str, int | None, int]]:
@@ -157,7 +163,7 @@ class WorkerSupervisor:
         output = None
         if self.log_dir is not None:
             private_dir(self.log_dir)
-            output, _ = start_logpipe(self.log_dir / f"{worker.name}.log")
+            output, worker.log_reader = start_logpipe(self.log_dir / f"{worker.name}.log")
         try:
             worker.process = psutil.Popen(
                 command,
