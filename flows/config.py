@@ -195,8 +195,9 @@ def _with_timeouts(url: URL, raw: dict[str, Any], where: str) -> URL:
     """The URL with the section's PostgreSQL timeouts in its query, checked against their bounds;
     the same keys written into the URL itself (`?connect_timeout=5`) are checked alike."""
     given = {key: raw[key] for key in TIMEOUT_BOUNDS if key in raw}
-    if given and url.get_backend_name() != "postgresql":
-        raise ConfigError(f"{', '.join(given)} in {where} applies to PostgreSQL only")
+    psycopg = url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg"
+    if given and not psycopg:
+        raise ConfigError(f"{', '.join(given)} in {where} applies to PostgreSQL through psycopg only")
     for key, value in given.items():
         if key in url.query:
             raise ConfigError(f"{key} is set both in {where} and in its url; keep one")
@@ -204,7 +205,7 @@ def _with_timeouts(url: URL, raw: dict[str, Any], where: str) -> URL:
             raise ConfigError(f"{key} in {where} must be a number of seconds")
     url = url.update_query_dict({key: str(value) for key, value in given.items()})
     for key, (low, high) in TIMEOUT_BOUNDS.items():
-        if key not in url.query or url.get_backend_name() != "postgresql":
+        if key not in url.query or not psycopg:
             continue
         text = str(url.query[key])
         try:

@@ -1,7 +1,8 @@
 """Bounded waits on PostgreSQL, so that a silent database fails a table instead of hanging it.
 
-    url, options = engine_options(config.source_url)
-    engine = create_engine(url, **options)      # then bound_answers(engine, url)
+    url, options, answer_timeout = engine_options(config.source_url)   # when applies(url)
+    engine = create_engine(url, **options)
+    bound_answers(engine, answer_timeout)
 
 Three layers, each for a fault the others miss:
 - `connect_timeout` (libpq's, applied by psycopg to the whole connection setup): a host that accepts

@@ -26,7 +26,8 @@ import pytest
 
 from flows.demo.sample import build_sample, write_sample_config
 from flows.fleet.auth import exposure_warning
-from flows.fleet.server import read_server_state
+from flows.fleet.server import ServerHandle, read_server_state
+from tests.polling import until
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))
 UMASK = 0o000  # the worst a user can have: every file etlctl does not protect itself is 0666
@@ -48,6 +49,15 @@ def _etlctl(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 def _api(url: str, path: str, auth: str | None) -> httpx.Response:
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     return httpx.post(f"{url}{path}", json={}, headers=headers, timeout=10, trust_env=False)
+
+
+def _online(url: str, auth: str) -> set[str]:
+    workers = _api(url, "/work_pools/etl-tables/workers/filter", auth)
+    return (
+        {w["name"] for w in workers.json() if w["status"] == "ONLINE"}
+        if workers.status_code == 200
+        else set()
+    )
 
 
 def _watch_cmdlines(seen: set[str], stop: threading.Event) -> None:
@@ -113,6 +123,21 @@ def test_the_fleet_works_with_auth_and_the_string_leaks_nowhere(auth_fleet):
         umask=UMASK,
     )
     workers.append(worker)
+    # ... and one as supervisord and systemd run it: `workers exec`, the env file its only source
+    with env_file.open("a", encoding="utf-8") as lines:
+        lines.write(f"PREFECT_API_URL={url}\n")
+    exec_log = (tmp_path / "exec-worker.log").open("wb")
+    workers.append(
+        psutil.Popen(
+            [ETLCTL, "workers", "exec", "--name", "auth-02", "--env-file", str(env_file)],
+            env=env,
+            stdout=exec_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=UMASK,
+        )
+    )
+    until(lambda: _online(url, secret) >= {"auth-01", "auth-02"}, 120, "both workers online")
     seen: set[str] = set()
     done_running = threading.Event()
     watcher = threading.Thread(target=_watch_cmdlines, args=(seen, done_running), daemon=True)
@@ -135,7 +160,11 @@ def test_the_fleet_works_with_auth_and_the_string_leaks_nowhere(auth_fleet):
         assert secret not in line and encoded not in line, line
     for done in outputs:
         assert secret not in done.stdout + done.stderr
-    logs = [*(tmp_path / "state" / "prefect").glob("server.log*"), *(tmp_path / "state" / "logs").glob("*")]
+    logs = [
+        *(tmp_path / "state" / "prefect").glob("server.log*"),
+        *(tmp_path / "state" / "logs").glob("*"),
+        tmp_path / "exec-worker.log",
+    ]
     assert any(p.name.startswith("auth-01.log") for p in logs)
     for path in logs:
         text = path.read_text(errors="replace")
@@ -189,3 +218,13 @@ def test_an_open_host_without_auth_is_warned_about(tmp_path):
     assert exposure_warning("0.0.0.0", "etl:x") is None
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("localhost", None) is None
     assert exposure_warning("::1", None) is None
+
+
+def test_the_session_server_keeps_its_files_private(prefect_server: ServerHandle):
+    """The same code under the test run's own umask (usually 022): server home, database, log and
+    state file are private too."""
+    home = prefect_server.home
+    files = [home / "server.json", *home.glob("prefect.db*"), *home.glob("server.log*")]
+    assert len(files) >= 3
+    assert _mode(home) == 0o700
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}

@@ -33,7 +33,11 @@ def _load(tmp_path, source: str, extra: str = ""):
         (PG + "?connect_timeout=0", "", "connect_timeout in [source] must be between 1 and 300"),
         (PG + "?answer_timeout=soon", "", "answer_timeout in [source] must be between 5 and 86400"),
         (PG + "?connect_timeout=5", "connect_timeout = 5", "set both in [source] and in its url"),
-        ("sqlite:///s.db", "connect_timeout = 5", "connect_timeout in [source] applies to PostgreSQL only"),
+        (
+            "sqlite:///s.db",
+            "connect_timeout = 5",
+            "connect_timeout in [source] applies to PostgreSQL through psycopg only",
+        ),
     ],
 )
 def test_bad_timeouts_are_refused_by_name(tmp_path, source, extra, message):
