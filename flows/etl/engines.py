@@ -50,12 +50,20 @@ def check_connection(engine: Engine, role: Role) -> None:
     is_file_source = engine.url.get_backend_name() == "sqlite" and role == "source"
     if is_file_source and database and database != ":memory:" and not Path(database).is_file():
         raise DatabaseUnreachableError(f"source database file {database} does not exist")
+    # A database that logs us in and then says nothing fails the check as fast as one that never
+    # answers: the probe's every wait is bounded by the connect timeout, not the answer_timeout.
+    probe = (
+        make_engine(pg_timeouts.probe_url(engine.url), role) if pg_timeouts.applies(engine.url) else engine
+    )
     try:
-        with engine.connect() as conn:
+        with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:
         reason = first_line(exc.orig) if exc.orig else type(exc).__name__
         raise DatabaseUnreachableError(f"cannot connect to {role} database {engine.url}: {reason}") from None
+    finally:
+        if probe is not engine:
+            probe.dispose()
 
 
 def _sqlite_engine(url: URL, role: Role) -> Engine:

@@ -51,6 +51,12 @@ def engine_options(url: URL) -> tuple[URL, dict[str, Any], float]:
     return url, {"connect_args": connect_args}, timeout
 
 
+def probe_url(url: URL) -> URL:
+    """`url` for a connection check, whose answers may take no longer than the connection."""
+    seconds = url.query.get("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
+    return url.update_query_dict({ANSWER_TIMEOUT_KEY: seconds})
+
+
 def bound_answers(engine: Engine, timeout: float) -> None:
     """Make every connection of `engine` a `BoundedConnection` with this answer timeout."""
 

@@ -15,9 +15,14 @@ import threading
 
 
 class StallingProxy:
-    def __init__(self, host: str, port: int, stall_after: int | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, stall_after: int | None = None, stall_on_query: bool = False
+    ) -> None:
+        """`stall_after` bytes forwarded in all, or at the first query after login (`stall_on_query`:
+        a server that lets the client in and then says nothing)."""
         self.upstream = (host, port)
         self.stall_after = stall_after
+        self.stall_on_query = stall_on_query
         self.forwarded = 0
         self.stalled = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -71,6 +76,9 @@ class StallingProxy:
                     data = sock.recv(65536)
                     if not data:
                         return _close(pair)
+                    if self.stall_on_query and sock is client and data[:1] in (b"Q", b"P"):
+                        self.stalled.set()  # a simple or extended-protocol query: never passed on
+                        break
                     other[sock].sendall(data)
                     with self._lock:
                         self.forwarded += len(data)

@@ -73,6 +73,26 @@ def test_a_silent_host_fails_fast_with_exit_3(pg_cluster, silent_listener, tmp_p
     )
 
 
+def test_a_database_that_logs_in_and_then_says_nothing_fails_the_check_fast(pg_cluster, tmp_path):
+    """`config check` bounds its probe by connect_timeout, not by the long answer_timeout."""
+    with StallingProxy(pg_cluster.host, pg_cluster.port, stall_on_query=True) as proxy:
+        config = _config(
+            tmp_path / "etlctl.toml",
+            _pg(proxy.port, "postgres"),
+            f"sqlite:///{tmp_path / 'target.db'}",
+            "connect_timeout = 2",
+        )
+        result = _etlctl(config, "config", "check")
+        assert proxy.stalled.is_set()
+    assert result.returncode == 3, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (
+        f"cannot connect to source database postgresql+psycopg://etl:***@127.0.0.1:{proxy.port}/postgres"
+        in (result.stderr)
+    )
+    assert "did not answer within 2 s" in result.stderr
+
+
 @pytest.fixture
 def big_source(pg_cluster):
     """A source database with one table of ~6 MB, streamed in chunks of 1000 rows."""
