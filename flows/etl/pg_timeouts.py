@@ -84,10 +84,10 @@ class BoundedConnection(psycopg.Connection):
             raise psycopg.OperationalError(self._gave_up)
         if timeout is None:
             timeout = self.answer_timeout
-        where = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
         try:
             return super().wait(gen, interval, timeout)
         except _WAIT_TIMEOUT:
+            where = f"{self.info.host}:{self.info.port}/{self.info.dbname}"
             self.pgconn.finish()
             self._gave_up = (
                 f"PostgreSQL at {where} did not answer within {timeout:g} s (answer_timeout); "
