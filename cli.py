@@ -82,6 +82,16 @@ def load_env_file(ctx: click.Context, param: click.Parameter, value: Path | None
     return value
 
 
+ENV_FILE_OPTION = click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=load_env_file,
+    help="KEY=VALUE file to load first (PREFECT_API_AUTH_STRING, passwords, ...).",
+)
+
+
 class EtlGroup(click.Group):
     """Turns the library's errors into one line and the exit code the error carries, and loads the
     fleet's command groups (cli_fleet) only when one of them is asked for."""
@@ -191,16 +201,28 @@ def server_group() -> None:
     "a password on a command line shows in ps; default SQLite].",
 )
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl+C stops the server.")
+@ENV_FILE_OPTION
 @pass_settings
 def server_start(
     settings: Settings, host: str, port: int, ui: bool, database_url: str | None, foreground: bool
 ) -> None:
-    """Start the server in the background and record where it is, for the other commands."""
+    """Start the server in the background and record where it is, for the other commands.
+
+    Basic auth: set PREFECT_API_AUTH_STRING=user:secret (or PREFECT_SERVER_API_AUTH_STRING) in the
+    environment or the env file; every client then needs PREFECT_API_AUTH_STRING.
+    """
+    from flows.fleet.auth import exposure_warning, server_auth
     from flows.fleet.environment import server_home
     from flows.fleet.server import start_server
 
-    handle = start_server(server_home(settings.state), port or None, host, database_url, ui=ui)
-    click.echo(f"Prefect server running: {handle.api_url} (pid {handle.pid})")
+    auth = server_auth(os.environ)
+    warning = exposure_warning(host, auth)
+    if warning:
+        click.echo(f"etlctl: warning: {warning}", err=True)
+    handle = start_server(server_home(settings.state), port or None, host, database_url, ui=ui, auth=auth)
+    click.echo(
+        f"Prefect server running: {handle.api_url} (pid {handle.pid}" + (", basic auth on)" if auth else ")")
+    )
     if ui:
         click.echo(f"Prefect UI: {handle.api_url.removesuffix('/api')}")
     if foreground:
@@ -247,14 +269,7 @@ def deploy(settings: Settings) -> None:
     help="Run every table as a task of one flow run in this process (no workers needed), "
     "at most `database`-limit tables at once.",
 )
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    is_eager=True,
-    expose_value=False,
-    callback=load_env_file,
-    help="KEY=VALUE file to load first (cron runs with a bare environment).",
-)
+@ENV_FILE_OPTION
 @click.option(
     "--ping-url",
     envvar="ETLCTL_PING_URL",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cli import Settings, pass_settings, with_prefect
+from cli import ENV_FILE_OPTION, Settings, pass_settings, with_prefect
 from flows.config import DEFAULT_WORKERS
 from flows.fleet.render import DEFAULT_ENV_FILE, DEFAULT_HOME, DEFAULT_USER
 
@@ -73,6 +73,7 @@ def worker_exec(name: str | None, index: int, pool: str | None, limit: int, env_
     help="Flow runs per worker at once; the per-table fan-out assumes 1.",
 )
 @click.option("--prefix", help="Worker names are PREFIX-01, PREFIX-02, ... [default: short host name].")
+@ENV_FILE_OPTION
 @with_prefect
 def workers_start(
     settings: Settings, count: int | None, pool: str | None, limit: int, prefix: str | None

@@ -28,6 +28,12 @@ DEFAULT_POOL = "etl-tables"  # the table pool when neither --pool, the environme
 # A host's table pool from its environment (env file), over [prefect] table_pool: ETLCTL_POOL, then
 # PREFECT_WORK_POOL (the name a Prefect deployment's operators already use).
 POOL_ENVS = ("ETLCTL_POOL", "PREFECT_WORK_POOL")
+MAX_KEEP_DAYS = 36500
+# PostgreSQL waits (flows.etl.pg_timeouts): seconds, default and the bounds a config may set
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_ANSWER_TIMEOUT = 900
+ANSWER_TIMEOUT_KEY = "answer_timeout"
+TIMEOUT_BOUNDS = {"connect_timeout": (1, 300), ANSWER_TIMEOUT_KEY: (5, 86400)}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -61,6 +67,7 @@ class PrefectSettings:
     database_limit: int = 3
     poll_seconds: float = 2.0
     workers: int = DEFAULT_WORKERS
+    keep_flow_runs_days: int = 30  # cleanup-flow-1 deletes finished flow runs older than this
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     _only(raw, {"source", "target", "tables", "table", "prefect"}, "the config file")
     source = _section(raw, "source", required=True)
     target = _section(raw, "target", required=True)
-    _only(source, {"url", "schema"}, "[source]")
-    _only(target, {"url", "schema"}, "[target]")
+    _only(source, {"url", "schema", *TIMEOUT_BOUNDS}, "[source]")
+    _only(target, {"url", "schema", *TIMEOUT_BOUNDS}, "[target]")
     tables = _section(raw, "tables")
     _only(tables, {"discover", "names", "include", "exclude", "defaults"}, "[tables]")
     selection = TableSelection(
@@ -129,8 +136,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError("no tables selected: set [tables] discover = true, or list them in [tables] names")
     return Config(
         path=resolved,
-        source_url=_url(source, "[source]"),
-        target_url=_url(target, "[target]"),
+        source_url=_with_timeouts(_url(source, "[source]"), source, "[source]"),
+        target_url=_with_timeouts(_url(target, "[target]"), target, "[target]"),
         source_schema=source.get("schema"),
         target_schema=target.get("schema"),
         selection=selection,
@@ -193,6 +200,34 @@ def _url(raw: dict[str, Any], where: str) -> URL:
         raise ConfigError(f"{where} url is not a SQLAlchemy database URL") from None
 
 
+def _with_timeouts(url: URL, raw: dict[str, Any], where: str) -> URL:
+    """The URL with the section's PostgreSQL timeouts in its query, checked against their bounds;
+    the same keys written into the URL itself (`?connect_timeout=5`) are checked alike."""
+    given = {key: raw[key] for key in TIMEOUT_BOUNDS if key in raw}
+    psycopg = url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg"
+    if given and not psycopg:
+        raise ConfigError(f"{', '.join(given)} in {where} applies to PostgreSQL through psycopg only")
+    for key, value in given.items():
+        if key in url.query:
+            raise ConfigError(f"{key} is set both in {where} and in its url; keep one")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} in {where} must be a number of seconds")
+    url = url.update_query_dict({key: str(value) for key, value in given.items()})
+    for key, (low, high) in TIMEOUT_BOUNDS.items():
+        if key not in url.query or not psycopg:
+            continue
+        text = str(url.query[key])
+        try:
+            seconds = int(text) if key == "connect_timeout" else float(text)  # libpq: whole seconds
+        except ValueError:
+            seconds = float("nan")
+        if not low <= seconds <= high:
+            raise ConfigError(
+                f"{key} in {where} must be between {low} and {high} seconds, not {url.query[key]}"
+            )
+    return url
+
+
 def _options(base: TableOptions, raw: dict[str, Any], where: str) -> TableOptions:
     _only(raw, {"mode", "cursor", "primary_key", "chunk_size"}, where)
     mode = _typed(raw, "mode", str, base.mode, where)
@@ -228,4 +263,6 @@ def _prefect(raw: dict[str, Any]) -> PrefectSettings:
     values["table_pool"] = pool_from_env() or values["table_pool"]
     if "cleanup_pool" not in raw:
         values["cleanup_pool"] = values["table_pool"]
+    if not 0 <= values["keep_flow_runs_days"] <= MAX_KEEP_DAYS:
+        raise ConfigError(f"keep_flow_runs_days in {where} must be between 0 and {MAX_KEEP_DAYS}")
     return PrefectSettings(**values)

@@ -22,6 +22,14 @@ LIMIT_ENV = "PREFECT_CONCURRENCY_LIMIT"  # overrides [prefect] database_limit, a
 LOCK_NAME = "etlctl-orchestrator"  # global concurrency limit: one orchestrator run in the whole fleet
 
 
+ETLCTL_FLOWS = (ORCHESTRATOR_FLOW, TABLE_FLOW, *CLEANUP_FLOWS)
+
+
+def batch_tag(batch_id: str) -> str:
+    """The tag on every flow run of a batch: filter on it in the Prefect UI or `prefect flow-run ls`."""
+    return f"etl-batch:{batch_id}"
+
+
 def deployment(flow_name: str) -> str:
     """`flow/deployment`, as `run_deployment` and `prefect deployment run` take it."""
     return f"{flow_name}/{DEPLOYMENT_NAMES[flow_name]}"

@@ -29,17 +29,12 @@ from flows.etl.batch import new_batch_id
 from flows.etl.plan import checked_plans
 from flows.fleet.flow_runs import runs_by_id
 from flows.fleet.naming import host_of_worker, run_host
-from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, deployment
+from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag, deployment
 
 TABLE_DEPLOYMENT = deployment(TABLE_FLOW)
 CLEANUP_DEPLOYMENTS = tuple(deployment(name) for name in CLEANUP_FLOWS)
 CRASH_RESUBMITS = 1
 PENDING_LIMIT = 300  # seconds; a claimed run normally leaves Pending within seconds
-
-
-def batch_tag(batch_id: str) -> str:
-    """The tag on every flow run of a batch: filter on it in the Prefect UI or `prefect flow-run ls`."""
-    return f"etl-batch:{batch_id}"
 
 
 def wait_for_runs(

@@ -21,14 +21,16 @@ from flows.config import CONFIG_ENV, load_config
 from flows.demo.sample import build_sample, write_sample_config
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
+from flows.fleet.auth import CLIENT_AUTH_ENV, server_auth
 from flows.fleet.naming import API_ENV
+from flows.fleet.private import private_dir
 from flows.fleet.server import ServerHandle, start_server
 from flows.fleet.workers import WorkerSupervisor
 
 
 def run_demo(home: Path, workers: int, big_rows: int, keep: bool) -> bool:
     """True when every table loaded and matches its source."""
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     for old in ("source.db", "warehouse.db"):
         for suffix in ("", "-wal", "-shm"):
             (home / f"{old}{suffix}").unlink(missing_ok=True)
@@ -42,8 +44,10 @@ def run_demo(home: Path, workers: int, big_rows: int, keep: bool) -> bool:
     say(f"    {len(tables)} tables; config {path}")
     say("2/6 Prefect server (SQLite) ...")
     shutil.rmtree(home / "prefect", ignore_errors=True)
-    server = start_server(home / "prefect", ui=True)
+    server = start_server(home / "prefect", ui=True, auth=server_auth(os.environ))
     os.environ[API_ENV] = server.api_url
+    if server.auth:  # this process and the workers are its clients
+        os.environ[CLIENT_AUTH_ENV] = server.auth
     say(f"    {server.api_url}")
     supervisor = watch = None
     try:

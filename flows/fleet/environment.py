@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from flows.errors import PrefectUnavailableError
+from flows.fleet.auth import CLIENT_AUTH_ENV, SERVER_AUTH_ENV, auth_headers
 from flows.fleet.naming import API_ENV
 from flows.fleet.server import read_server_state
 
@@ -43,12 +44,11 @@ def connect(state: Path, check: bool = True) -> str:
             f"(state directory {state})"
         )
     os.environ[API_ENV] = url
+    if os.environ.get(SERVER_AUTH_ENV) and not os.environ.get(CLIENT_AUTH_ENV):
+        os.environ[CLIENT_AUTH_ENV] = os.environ[SERVER_AUTH_ENV]  # the server host's own line
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if check:
-        try:
-            httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise PrefectUnavailableError(f"cannot reach the Prefect API at {url}: {exc}") from None
+        _check(url)
     return url
 
 
@@ -62,3 +62,19 @@ def wait_connected(state: Path, timeout: float, poll: float = 2.0) -> str:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(poll)
+
+
+def _check(url: str) -> None:
+    """The API answers, and takes our credentials: /health needs none, /admin/version does."""
+    base = url.rstrip("/")
+    try:
+        httpx.get(base + "/health", timeout=10).raise_for_status()
+        answer = httpx.get(base + "/admin/version", headers=auth_headers(os.environ), timeout=10)
+    except httpx.HTTPError as exc:
+        raise PrefectUnavailableError(f"cannot reach the Prefect API at {url}: {exc}") from None
+    if answer.status_code == httpx.codes.UNAUTHORIZED:
+        given = "a wrong" if os.environ.get(CLIENT_AUTH_ENV) else "no"
+        raise PrefectUnavailableError(
+            f"the Prefect API at {url} refused {given} auth string (401): set {CLIENT_AUTH_ENV} "
+            "to the server's, in the environment or the env file"
+        )

@@ -2,7 +2,9 @@
 
 The server is `prefect server start` in a session of its own: a Ctrl+C in the caller's terminal
 does not reach it, and stopping it signals its whole process group. Its pid and URL are written to
-`<home>/server.json` so that `etlctl server stop`, a different process, can find it later.
+`<home>/server.json` so that `etlctl server stop`, a different process, can find it later. Its home,
+database and log are private to their owner (flows.fleet.private), its log rotates by size
+(flows.fleet.logpipe), and with an auth string (flows.fleet.auth) every API request needs it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ import psutil
 from sqlalchemy.engine import URL
 
 from flows.errors import EtlError, PrefectUnavailableError
+from flows.fleet.auth import CLIENT_AUTH_ENV, SERVER_AUTH_ENV
+from flows.fleet.logpipe import start_logpipe
 from flows.fleet.naming import API_ENV
+from flows.fleet.private import CHILD_UMASK, open_private, private_dir, tighten
 from flows.fleet.processes import free_port, prefect_executable, same_process, signal_groups, tree, wait_gone
 
 STATE_FILE = "server.json"
@@ -43,6 +48,8 @@ class ServerHandle:
     home: Path
     port: int
     create_time: float
+    auth: str | None = field(default=None, repr=False, compare=False)
+    log_pid: int | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     def env(self) -> dict[str, str]:
@@ -50,11 +57,14 @@ class ServerHandle:
 
         Every PREFECT_* variable of the caller (a profile, an API key, another server's URL) is
         dropped, and PREFECT_HOME is a directory of the clients' own: they never open the server's
-        SQLite file nor pick up a user's ~/.prefect profile.
+        SQLite file nor pick up a user's ~/.prefect profile. With auth on, it carries the auth
+        string, as the variable Prefect's clients read (never as an argument).
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env[API_ENV] = self.api_url
         env["PREFECT_HOME"] = str(self.home / "client")
+        if self.auth:
+            env[CLIENT_AUTH_ENV] = self.auth
         return env
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -68,6 +78,11 @@ class ServerHandle:
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=5.0)
+        if self.log_pid is not None:  # the log reader ends once the server's last line is written
+            with contextlib.suppress(psutil.Error):
+                reader = psutil.Process(self.log_pid)
+                if "flows.fleet.logpipe" in reader.cmdline():  # not a later process with its pid
+                    wait_gone([reader], 5.0)
         _forget(self.home, self.pid)
 
 
@@ -79,15 +94,17 @@ def start_server(
     log_path: Path | None = None,
     ui: bool = False,
     timeout: float = START_TIMEOUT,
+    auth: str | None = None,
 ) -> ServerHandle:
     """Start `prefect server start` and return once /api/health answers.
 
-    `database_url` reaches the server through its environment, never its command line (which any
-    user can read with ps). With the UI on and a wildcard host, the UI is told to call the API by
-    this machine's name, since browsers elsewhere cannot use 0.0.0.0.
+    `database_url` and `auth` (the basic-auth string every API request must then carry) reach the
+    server through its environment, never its command line (which any user can read with ps). With
+    the UI on and a wildcard host, the UI is told to call the API by this machine's name, since
+    browsers elsewhere cannot use 0.0.0.0.
     """
-    home = Path(home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(Path(home).resolve())
+    tighten(sorted(home.glob("prefect.db*")))
     running = read_server_state(home)
     if running is not None:
         raise EtlError(
@@ -96,29 +113,35 @@ def start_server(
         )
     port = port or free_port(_WILDCARD_TO_LOOPBACK.get(host, host))
     log_path = Path(log_path or home / "server.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     command = [prefect_executable(), "server", "start", "--host", host, "--port", str(port)]
     command.append("--ui" if ui else "--no-ui")
-    with log_path.open("ab") as log:
+    log, log_reader = start_logpipe(log_path)
+    try:
         process = subprocess.Popen(
             command,
-            env=_server_env(home, host, port, database_url, ui),
+            env=_server_env(home, host, port, database_url, ui, auth),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=CHILD_UMASK,
         )
+    finally:
+        os.close(log)
     handle = ServerHandle(
         api_url=f"http://{_url_host(_WILDCARD_TO_LOOPBACK.get(host, host))}:{port}/api",
         pid=process.pid,
         home=home,
         port=port,
         create_time=psutil.Process(process.pid).create_time(),
+        auth=auth,
+        log_pid=log_reader.pid,
         _process=process,
     )
     _write_state(handle, host, log_path)
     try:
-        _wait_healthy(handle, process, log_path, timeout)
+        _wait_healthy(handle, process, log_path, timeout, log_reader)
     except BaseException:
         handle.stop()
         raise
@@ -148,6 +171,7 @@ def stop_server(home: Path, timeout: float = 20.0) -> bool:
         home=home,
         port=state["port"],
         create_time=state["create_time"],
+        log_pid=state.get("log_pid"),
     ).stop(timeout)
     return True
 
@@ -164,9 +188,15 @@ def wait_for_exit(handle: ServerHandle) -> None:
     handle.stop()
 
 
-def _server_env(home: Path, host: str, port: int, database_url: str | URL | None, ui: bool) -> dict[str, str]:
-    # The server is no client of another server, and has no use for a client's API key.
-    env = {k: v for k, v in os.environ.items() if k not in (API_ENV, "PREFECT_API_KEY")}
+def _server_env(
+    home: Path, host: str, port: int, database_url: str | URL | None, ui: bool, auth: str | None
+) -> dict[str, str]:
+    # The server is no client of another server, and has no use for a client's API key; its auth
+    # is the one it was given, not whatever the caller's environment holds.
+    dropped = (API_ENV, "PREFECT_API_KEY", CLIENT_AUTH_ENV, SERVER_AUTH_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    if auth:
+        env[SERVER_AUTH_ENV] = auth
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -185,7 +215,11 @@ def _server_env(home: Path, host: str, port: int, database_url: str | URL | None
 
 
 def _wait_healthy(
-    handle: ServerHandle, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+    handle: ServerHandle,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    log_reader: subprocess.Popen[bytes],
 ) -> None:
     url = f"{handle.api_url}/health"
     deadline = time.monotonic() + timeout
@@ -193,6 +227,8 @@ def _wait_healthy(
         while True:
             code = process.poll()
             if code is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    log_reader.wait(timeout=5.0)  # it has the server's last words
                 raise PrefectUnavailableError(
                     f"the Prefect server exited with code {code} while starting; "
                     f"end of {log_path}:\n{_tail(log_path)}"
@@ -239,10 +275,12 @@ def _write_state(handle: ServerHandle, host: str, log_path: Path) -> None:
         "host": host,
         "port": handle.port,
         "log": str(log_path),
+        "log_pid": handle.log_pid,
     }
     path = handle.home / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    with open_private(tmp) as file:
+        file.write(json.dumps(state, indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -13,6 +13,9 @@ for ever. So `stop` freezes each worker (SIGSTOP: it claims nothing new and keep
 SIGTERMs the process group of each of its descendants, waits for them, then SIGKILLs the workers
 and anything still left.
 
+With a log directory, each worker writes into `<name>.log` there (0600, rotated by size: see
+flows.fleet.logpipe), and every file a worker or its flow runs create is private (umask 077).
+
 A worker that dies on its own (kill -9, OOM) orphans its flow runs; they run on and report their
 end themselves. A drain waits for them too; a stop kills them, and they may then stay Running in
 Prefect until a waiting orchestrator marks them Crashed.
@@ -35,7 +38,9 @@ from typing import Any
 import psutil
 
 from flows.errors import ConfigError
+from flows.fleet.logpipe import start_logpipe
 from flows.fleet.naming import this_host, worker_name
+from flows.fleet.private import CHILD_UMASK, private_dir
 from flows.fleet.processes import descendants, flow_run_processes, is_alive, signal_groups, wait_gone
 from flows.fleet.worker_exec import worker_command, worker_env
 
@@ -56,6 +61,7 @@ class _Worker:
     backoff: float = MIN_BACKOFF
     restart_at: float | None = None
     runs: list[psutil.Process] = field(default_factory=list)
+    log_reader: subprocess.Popen[bytes] | None = None
 
 
 class WorkerSupervisor:
@@ -186,6 +192,11 @@ class WorkerSupervisor:
             for process in workers:
                 process.wait()
             wait_gone(left, 5.0)
+            # the log readers end once every writer has gone; wait, so nothing outlives a stop
+            deadline = time.monotonic() + 5.0
+            for reader in [w.log_reader for w in self._workers if w.log_reader is not None]:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    reader.wait(timeout=max(0.0, deadline - time.monotonic()))
             log.info("stopped %d workers and %d flow-run processes", len(workers), len(runs))
 
     def workers(self) -> list[tuple[str, int | None, int]]:
@@ -201,8 +212,8 @@ class WorkerSupervisor:
         env = worker_env({**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}, worker.name)
         output = None
         if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = (self.log_dir / f"{worker.name}.log").open("ab")
+            private_dir(self.log_dir)
+            output, worker.log_reader = start_logpipe(self.log_dir / f"{worker.name}.log")
         try:
             worker.process = psutil.Popen(
                 command,
@@ -211,10 +222,11 @@ class WorkerSupervisor:
                 stdout=output,
                 stderr=subprocess.STDOUT if output else None,
                 start_new_session=True,
+                umask=CHILD_UMASK,
             )
         finally:
             if output is not None:
-                output.close()
+                os.close(output)
         worker.started = time.monotonic()
         worker.restart_at = None
         worker.runs = []

@@ -171,6 +171,8 @@ def _envvars(group: click.Group) -> dict[str, str]:
 NOT_OPTIONS = {
     "ETLCTL_POOL",
     "ETLCTL_DRAIN_SECONDS",
+    "ETLCTL_LOG_MAX_BYTES",
+    "ETLCTL_LOG_BACKUPS",
     "ETLCTL_WORKER_NAME",
     "ETLCTL_WORKERS",
     "ETLCTL_HOME",
