@@ -33,7 +33,7 @@ from flows.fleet.private import CHILD_UMASK, open_private, private_dir, tighten
 from flows.fleet.processes import free_port, prefect_executable, same_process, signal_groups, tree, wait_gone
 
 STATE_FILE = "server.json"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0  # a fresh database takes ~15 s idle, over 60 s on a loaded 2-core host
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 _POLL = 0.25
