@@ -56,9 +56,11 @@ def select_tables(config: Config, engine: Engine) -> list[str]:
 def reflect_table(conn: Connection, name: str, schema: str | None) -> Table:
     """The source table as the database describes it now; UnknownTableError if it is gone."""
     try:
-        return Table(name, MetaData(schema=schema), autoload_with=conn)
+        table = Table(name, MetaData(schema=schema), autoload_with=conn)
     except NoSuchTableError:
         raise UnknownTableError(f"table {name!r} is not in the source database") from None
+    table.info["dialect"] = conn.dialect  # the type mapping depends on where the table comes from
+    return table
 
 
 def primary_key_for(table: Table, options: TableOptions) -> tuple[str, ...]:

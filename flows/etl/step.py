@@ -22,7 +22,7 @@ from flows.etl import state as st
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query, stream_chunks
-from flows.etl.typemap import adapt_rows, value_adapters
+from flows.etl.typemap import adapt_rows, cursor_value, read_columns, value_adapters
 from flows.etl.writer import (
     create_staging,
     ensure_target,
@@ -109,11 +109,15 @@ class _Load:
     def names(self) -> list[str]:
         return [c.name for c in self.source.columns]
 
-    def chunks(self, query: Select) -> Iterator[Sequence[tuple]]:
-        """The query's rows in chunks, each value adapted to keep its meaning in the target."""
+    def chunks(self, query: Select) -> Iterator[tuple[Sequence[tuple], Sequence[tuple]]]:
+        """The query's rows in chunks, as read and with each value adapted to keep its meaning
+        in the target."""
         adapters = value_adapters(self.source, self.tgt.dialect)
         for chunk in stream_chunks(self.src, query, self.options.chunk_size):
-            yield adapt_rows(chunk, adapters)
+            yield chunk, adapt_rows(chunk, adapters)
+
+    def query(self, cursor: str | None = None, since: object = None) -> Select:
+        return source_query(self.source, cursor, since, read_columns(self.source, self.tgt.dialect))
 
     def progress(self, rows_read: int) -> None:
         if self.on_chunk:
@@ -122,11 +126,11 @@ class _Load:
 
 class _Full(_Load):
     def run(self, result: st.TableResult, finish: Finish) -> st.TableResult:
-        query = source_query(self.source)
+        query = self.query()
         expected = count_rows(self.src, query)
         with self.tgt.begin():
             staging = create_staging(self.tgt, self.target)
-        for chunk in self.chunks(query):
+        for _, chunk in self.chunks(query):
             with self.tgt.begin():
                 insert_rows(self.tgt, staging, self.names, chunk)
             result.rows_read += len(chunk)
@@ -153,9 +157,10 @@ class _Incremental(_Load):
         with self.tgt.begin():
             ensure_target(self.tgt, self.target)
         result.watermark_after = result.watermark_before
-        query = source_query(self.source, cursor, result.watermark_before)
-        for chunk in self.chunks(query):
-            seen = [row[at] for row in chunk if row[at] is not None]
+        query = self.query(cursor, result.watermark_before)
+        as_cursor = cursor_value(self.source, cursor)
+        for raw, chunk in self.chunks(query):
+            seen = [as_cursor(row[at]) for row in raw if row[at] is not None]
             pending = replace(
                 result,
                 rows_read=result.rows_read + len(chunk),
