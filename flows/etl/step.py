@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Select, Table
 from flows.config import Config, TableOptions
 from flows.errors import RowCountMismatchError, first_line
 from flows.etl import state as st
+from flows.etl.checks import check_table, check_values
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query, stream_chunks
@@ -64,6 +65,8 @@ def run_table(
         with source_engine.connect() as src, src.begin(), target_engine.connect() as tgt:
             source = reflect_table(src, table, config.source_schema)
             key = primary_key_for(source, options)
+            check_table(src, source, tgt.dialect)
+            check_values(src, source, tgt.dialect, key if options.mode == "incremental" else None)
             target = target_table(
                 source,
                 src.dialect,
