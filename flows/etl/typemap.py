@@ -153,6 +153,12 @@ def value_adapters(source: Table, target: Dialect) -> list[Adapter | None]:
     return [column_mapping(c, dialect, target).adapter for c in source.columns]
 
 
+def comparable(column: ColumnElement) -> ColumnElement:
+    """`column` in a form `IS DISTINCT FROM` works on: PostgreSQL's json has no equality."""
+    kind = column.type.impl if isinstance(column.type, Verbatim) else column.type
+    return cast(column, Text) if isinstance(kind, JSON) and not isinstance(kind, pg.JSONB) else column
+
+
 def cursor_value(table: Table, name: str) -> Adapter:
     """Turns a value of the cursor column as read into the column's Python type, for the watermark."""
     dialect = source_dialect(table)
