@@ -7,11 +7,12 @@ a table or column name fails the same way everywhere: before any row moves.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.exc import NoSuchTableError, SAWarning
 
 from flows.config import Config, TableOptions
 from flows.errors import ConfigError, UnknownTableError
@@ -76,7 +77,10 @@ def _in_schema(schema: str | None) -> str:
 def reflect_table(conn: Connection, name: str, schema: str | None) -> Table:
     """The source table as the database describes it now; UnknownTableError if it is gone."""
     try:
-        table = Table(name, MetaData(schema=schema), autoload_with=conn)
+        with warnings.catch_warnings():
+            # An unknown column type reflects as NullType; typemap names it in a one-line error.
+            warnings.simplefilter("ignore", SAWarning)
+            table = Table(name, MetaData(schema=schema), autoload_with=conn)
     except NoSuchTableError:
         raise UnknownTableError(f"table {name!r} is not in the source database") from None
     table.info["dialect"] = conn.dialect  # the type mapping depends on where the table comes from
