@@ -85,6 +85,9 @@ def _pg_equals_sqlite(pg_type: str, pg: str | None, lite: tuple[str, str]) -> bo
         return kind in ("real", "integer", "text") and (
             value == pg if kind == "text" else Decimal(repr(value)) == Decimal(pg)
         )
+    if base == "money":  # PostgreSQL prints the currency symbol and separators of its locale
+        digits = pg.replace("$", "").replace(",", "")
+        return kind == "text" and Decimal(value) == Decimal(digits)
     if base == "boolean":
         return kind == "integer" and value == (1 if pg == "true" else 0)
     if base == "bytea":

@@ -173,25 +173,30 @@ def _misfit(column: str, declared: object) -> str | None:
     return None
 
 
-_DIGITS = {"Y": "[0-9][0-9][0-9][0-9]", "D": "[0-9][0-9]"}
-_DATE = f"{_DIGITS['Y']}-{_DIGITS['D']}-{_DIGITS['D']}"
-_TIME = f"{_DIGITS['D']}:{_DIGITS['D']}"
+_TIME = "[0-9][0-9]:[0-9][0-9]"
 
 
 def _temporal(column: str, declared: object) -> str:
     """ISO text that SQLite parses and that has no offset PostgreSQL would drop."""
     no_zone = f"{column} NOT GLOB '*[+Zz]*' AND substr({column}, 11) NOT GLOB '*-*'"
     if isinstance(declared, DateTime):
-        return f"{column} GLOB '{_DATE}*' AND datetime({column}) IS NOT NULL AND {no_zone}"
+        day = f"substr({column}, 1, 10)"
+        return f"date({day}) = {day} AND datetime({column}) IS NOT NULL AND {no_zone}"
     if isinstance(declared, Date):
-        return f"{column} GLOB '{_DATE}' AND date({column}) IS NOT NULL"
+        return f"date({column}) = {column}"  # SQLite reads 2024-02-30 as March 1st; PostgreSQL refuses it
     return f"{column} GLOB '{_TIME}*' AND time({column}) IS NOT NULL AND {column} NOT GLOB '*[+Zz-]*'"
 
 
-def check_values(conn: Connection, table: Table, target: Dialect, key: Sequence[str] | None) -> None:
-    """What only the data can tell, in the caller's read transaction: SQLite values the target
-    cannot hold, and an incremental key (`key`) that is not unique in the source."""
-    if conn.dialect.name != "sqlite" or target.name != "sqlite":
+def check_values(
+    conn: Connection, table: Table, target: Dialect, key: Sequence[str] | None, dates: bool = True
+) -> None:
+    """What only the data can tell, in the caller's read transaction: values the target cannot
+    hold, and an incremental key (`key`) that is not unique in the source. `dates=False` skips
+    the scan of a PostgreSQL table for dates Python cannot hold (a table run finds them anyway,
+    when it reads them)."""
+    if conn.dialect.name == "sqlite" and target.name != "sqlite":
+        _refuse_misfits(conn, table, target)
+    if conn.dialect.name == "postgresql" and dates:
         _refuse_misfits(conn, table, target)
     if key:
         refuse_duplicate_keys(conn, table, key)

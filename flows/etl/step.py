@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine, Select, Table
+from sqlalchemy.exc import DataError
 
 from flows.config import Config, TableOptions
-from flows.errors import RowCountMismatchError, first_line
+from flows.errors import RowCountMismatchError, UnsupportedError, first_line
 from flows.etl import state as st
 from flows.etl.checks import check_table, check_values
 from flows.etl.engines import check_connection, make_engine
@@ -66,7 +67,8 @@ def run_table(
             source = reflect_table(src, table, config.source_schema)
             key = primary_key_for(source, options)
             check_table(src, source, tgt.dialect)
-            check_values(src, source, tgt.dialect, key if options.mode == "incremental" else None)
+            incremental_key = key if options.mode == "incremental" else None
+            check_values(src, source, tgt.dialect, incremental_key, dates=False)
             target = target_table(
                 source,
                 src.dialect,
@@ -86,7 +88,7 @@ def run_table(
                 result = _Full(src, tgt, source, target, options, on_chunk).run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
-        result.error = first_line(exc)
+        result.error = _failure_text(exc)
         result.seconds = time.monotonic() - started
         _record_failure(target_engine, state, runs, result)
         raise
@@ -116,8 +118,14 @@ class _Load:
         """The query's rows in chunks, as read and with each value adapted to keep its meaning
         in the target."""
         adapters = value_adapters(self.source, self.tgt.dialect)
-        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
-            yield chunk, adapt_rows(chunk, adapters)
+        try:
+            for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+                yield chunk, adapt_rows(chunk, adapters)
+        except DataError as exc:  # e.g. a PostgreSQL date of 'infinity', which Python cannot hold
+            raise UnsupportedError(
+                f"table {self.source.name!r}: a source value cannot be read ({first_line(exc.orig or exc)}); "
+                "`etlctl config check` names the column"
+            ) from exc
 
     def query(self, cursor: str | None = None, since: object = None) -> Select:
         return source_query(self.source, cursor, since, read_columns(self.source, self.tgt.dialect))
@@ -182,6 +190,13 @@ class _Incremental(_Load):
         with self.tgt.begin():
             finish(self.tgt, result)
         return result
+
+
+def _failure_text(exc: BaseException) -> str:
+    """The error's first line, plus where PostgreSQL says it happened (`COPY t, line 2, column c`)."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    context = getattr(diag, "context", None)
+    return f"{first_line(exc)} ({first_line(Exception(context))})" if context else first_line(exc)
 
 
 def _present(value: object) -> list[object]:

@@ -141,7 +141,9 @@ def read_columns(table: Table, target: Dialect) -> list[ColumnElement]:
     out = []
     for column in table.columns:
         if column_mapping(column, source, target).as_text:
-            out.append(cast(column, Text).label(column.name))
+            # money prints with the server's currency symbol and separators: read its digits.
+            digits = cast(column, Numeric) if isinstance(column.type, pg.MONEY) else column
+            out.append(cast(digits, Text).label(column.name))
         else:
             out.append(type_coerce(column, Verbatim(column.type)).label(column.name))
     return out

@@ -184,6 +184,7 @@ MISFITS = {
     "too long for VARCHAR(2)": ("VARCHAR(2)", "'abc'", "'abc' (text)"),
     "2 in BOOLEAN": ("BOOLEAN", "2", "2 (integer)"),
     "not a date": ("DATE", "'yesterday'", "'yesterday' (text)"),
+    "February 30th": ("DATE", "'2024-02-30'", "'2024-02-30' (text)"),
     "timestamp with an offset": ("DATETIME", "'2024-01-01 10:00:00+02:00'", "(text)"),
     "invalid JSON": ("JSON", "'{a:1}'", "'{a:1}' (text)"),
     "NUL in TEXT": ("TEXT", "'a' || char(0) || 'b'", "(text)"),
@@ -233,7 +234,8 @@ def test_dates_python_cannot_hold_are_refused(dbs):
         assert (
             "column 'until' of table 'forever' (TIMESTAMP WITHOUT TIME ZONE)" in line and "infinity" in line
         )
-        assert etlctl("--config", str(path), "load").returncode == 1
+        load = etlctl("--config", str(path), "load")
+        assert load.returncode == 1 and "table 'forever': a source value cannot be read" in load.stdout
         assert "forever" not in target_tables(dbs[target])
 
 
