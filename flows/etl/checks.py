@@ -181,9 +181,9 @@ def _temporal(column: str, declared: object) -> str:
     no_zone = f"{column} NOT GLOB '*[+Zz]*' AND substr({column}, 11) NOT GLOB '*-*'"
     if isinstance(declared, DateTime):
         day = f"substr({column}, 1, 10)"
-        return f"date({day}) = {day} AND datetime({column}) IS NOT NULL AND {no_zone}"
+        return f"date({day}, '+0 days') IS {day} AND datetime({column}) IS NOT NULL AND {no_zone}"
     if isinstance(declared, Date):
-        return f"date({column}) = {column}"  # SQLite reads 2024-02-30 as March 1st; PostgreSQL refuses it
+        return f"date({column}, '+0 days') IS {column}"  # 2024-02-30 becomes 03-01: PostgreSQL refuses it
     return f"{column} GLOB '{_TIME}*' AND time({column}) IS NOT NULL AND {column} NOT GLOB '*[+Zz-]*'"
 
 
