@@ -173,12 +173,18 @@ def _same(value: Any) -> Any:
 
 
 def adapt_rows(rows: Sequence[tuple], adapters: Sequence[Adapter | None]) -> Sequence[tuple]:
-    if not any(adapters):
+    """Apply each column's adapter to its non-NULL values; only the columns that have one."""
+    active = [(i, f) for i, f in enumerate(adapters) if f is not None]
+    if not active:
         return rows
-    return [
-        tuple(v if f is None or v is None else f(v) for v, f in zip(row, adapters, strict=True))
-        for row in rows
-    ]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, adapt in active:
+            if values[i] is not None:
+                values[i] = adapt(values[i])
+        out.append(tuple(values))
+    return out
 
 
 def source_dialect(table: Table) -> Dialect:
