@@ -1,9 +1,11 @@
 """Checks that refuse a load before any row moves, when it would fail or change data silently.
 
-`checked_plans` (plan.py) runs them for `etlctl config check`, `etlctl load` and `etlctl run`:
-schemas that do not exist, names that the target would fold together, tables without columns,
-column types with no faithful target type, and SQLite values that do not fit the type the target
-declares for them (SQLite does not enforce declared types; PostgreSQL does, or converts silently).
+`checked_plans` (plan.py) runs the schema checks for `etlctl config check`, `etlctl load` and
+`etlctl run`: schemas that do not exist, names that the target would fold together, tables
+without columns, column types with no faithful target type. `check_values` reads the data: SQLite
+values that do not fit the type the target declares for them (SQLite does not enforce declared
+types; PostgreSQL refuses them or converts them silently), PostgreSQL dates Python cannot hold,
+and duplicate incremental keys. `config check` runs it for every table, each table run for its own.
 """
 
 from __future__ import annotations
