@@ -212,8 +212,8 @@ def refuse_duplicate_keys(conn: Connection, table: Table, key: Sequence[str]) ->
     if _declared_unique(conn, table, key):
         return
     columns = [table.c[name] for name in key]
-    query = select(*columns, func.count()).group_by(*columns).having(func.count() > 1).limit(3)
-    found = conn.execute(query).all()
+    query = select(*columns, func.count()).group_by(*columns).having(func.count() > 1)
+    found = conn.execute(query.order_by(*columns).limit(3)).all()
     if found:
         examples = ", ".join(f"{_key_text(row[:-1])} ({row[-1]} rows)" for row in found)
         raise DuplicateKeyError(

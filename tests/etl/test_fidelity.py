@@ -67,12 +67,18 @@ def test_duplicate_incremental_keys_fail_the_table_and_change_nothing(workdir):
     path = _write(workdir, _urls(workdir) + body + 'primary_key = "code"\nchunk_size = 2\n')
     assert etlctl("--config", path, "load").returncode == 0
     loaded = fingerprints(engine_for(workdir / "target.db"))
-    with sqlite3.connect(workdir / "source.db") as conn:  # 'b' twice in one chunk, 'c' two chunks later
-        conn.execute("INSERT INTO ev_dups VALUES ('b', 4, 'y2'), ('d', 5, 'w'), ('c', 6, 'z2')")
+    # Read from seq 3 in chunks of 2: [c3, b4] [d5, c6] [e7, e8]. 'b' repeats a row loaded before,
+    # 'c' repeats across chunks, 'e' within one chunk.
+    with sqlite3.connect(workdir / "source.db") as conn:
+        conn.execute(
+            "INSERT INTO ev_dups VALUES ('b', 4, 'y2'), ('d', 5, 'w'), ('c', 6, 'z2'),"
+            " ('e', 7, 'v'), ('e', 8, 'v2')"
+        )
     check = etlctl("--config", path, "config", "check")
     assert check.returncode == 2
     (line,) = check.stderr.strip().splitlines()
-    assert "primary_key (code) is not unique" in line and "'b' (2 rows), 'c' (2 rows)" in line, line
+    assert "primary_key (code) is not unique" in line, line
+    assert "e.g. 'b' (2 rows), 'c' (2 rows), 'e' (2 rows);" in line, line
     load = etlctl("--config", path, "load")
     assert load.returncode == 1 and "'b' (2 rows)" in load.stdout
     assert fingerprints(engine_for(workdir / "target.db")) == loaded

@@ -5,6 +5,7 @@ the target unchanged."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 from pathlib import Path
@@ -288,7 +289,8 @@ def test_target_schema_that_does_not_exist_is_refused(dbs):
         proc = etlctl("--config", str(bad), *command)
         assert proc.returncode == 2
         assert "target schema 'nope' does not exist" in one_error_line(proc)
-    assert PASSWORD_ENV not in proc.stderr
+        assert "etl:***@" in proc.stderr and os.environ[PASSWORD_ENV] not in proc.stderr
+    assert target_tables(dbs["pg"]) == {}
 
 
 @pytest.mark.parametrize("target", ["pg", "sqlite"])
@@ -305,12 +307,18 @@ def test_duplicate_incremental_keys_fail_the_table_and_change_nothing(dbs, targe
     config = load_config(path)
     before = differences(dbs["raw-source"], make_engine(config.target_url, "target"), "events", key="code")
     assert before == []
-    with dbs["raw-source"].begin() as conn:  # 'b' twice in one chunk, 'c' again two chunks later
-        conn.exec_driver_sql("INSERT INTO events VALUES ('b', 4, 'y2'), ('d', 5, 'w'), ('c', 6, 'z2')")
+    # Read from seq 3 in chunks of 2: [c3, b4] [d5, c6] [e7, e8]. 'b' repeats a row loaded before,
+    # 'c' repeats across chunks, 'e' within one chunk.
+    with dbs["raw-source"].begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO events VALUES ('b', 4, 'y2'), ('d', 5, 'w'), ('c', 6, 'z2'),"
+            " ('e', 7, 'v'), ('e', 8, 'v2')"
+        )
     proc = etlctl("--config", str(path), "config", "check")
     assert proc.returncode == 2
     line = one_error_line(proc)
-    assert "primary_key (code) is not unique" in line and "'b' (2 rows)" in line and "'c' (2 rows)" in line
+    assert "primary_key (code) is not unique" in line, line
+    assert "e.g. 'b' (2 rows), 'c' (2 rows), 'e' (2 rows);" in line, line
     proc = etlctl("--config", str(path), "load")
     assert proc.returncode == 1
     assert "events" in proc.stdout and "'b' (2 rows)" in proc.stdout
