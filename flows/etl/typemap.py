@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.operators import OperatorClass
 from sqlalchemy.types import JSON, NullType, TypeDecorator, TypeEngine, UserDefinedType
 
 from flows.errors import UnsupportedError
@@ -69,6 +70,8 @@ class Verbatim(TypeDecorator):
 
     impl = NullType
     cache_ok = True
+    # The only operator etlctl applies to these columns is IS DISTINCT FROM, which every type has.
+    operator_classes = OperatorClass.ANY
 
     def __init__(self, declared: TypeEngine) -> None:
         super().__init__()
