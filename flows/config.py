@@ -34,6 +34,9 @@ DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_ANSWER_TIMEOUT = 900
 ANSWER_TIMEOUT_KEY = "answer_timeout"
 TIMEOUT_BOUNDS = {"connect_timeout": (1, 300), ANSWER_TIMEOUT_KEY: (5, 86400)}
+# One chunk is held in memory and written in one statement (incremental: one transaction); past a
+# million rows a chunk costs gigabytes of memory and buys no speed.
+MAX_CHUNK_SIZE = 1_000_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -242,8 +245,8 @@ def _options(base: TableOptions, raw: dict[str, Any], where: str) -> TableOption
     if not isinstance(pk, list) or not all(isinstance(c, str) for c in pk):
         raise ConfigError(f"primary_key in {where} must be a column name or a list of them")
     chunk = _typed(raw, "chunk_size", int, base.chunk_size, where)
-    if chunk < 1:
-        raise ConfigError(f"chunk_size in {where} must be at least 1")
+    if not 1 <= chunk <= MAX_CHUNK_SIZE:
+        raise ConfigError(f"chunk_size in {where} must be between 1 and {MAX_CHUNK_SIZE}, not {chunk}")
     if mode == "incremental" and not cursor:
         raise ConfigError(f'{where} is incremental but has no cursor column (set cursor = "...")')
     return replace(base, mode=mode, cursor=cursor, primary_key=tuple(pk), chunk_size=chunk)

@@ -46,6 +46,10 @@ class AlreadyRunningError(EtlError):
     exit_code = 75
 
 
+class DuplicateKeyError(EtlError):
+    """An incremental table's primary_key is not unique in the source; nothing was written."""
+
+
 class RowCountMismatchError(EtlError):
     """The loaded row count differs from the source's; the load was rolled back (a failed table)."""
 

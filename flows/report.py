@@ -34,7 +34,7 @@ def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def print_plan(config: Config) -> None:
     """`etlctl config check`: connections first (exit 3 if one fails), then the plan."""
-    plans = checked_plans(config, estimate=True)
+    plans = checked_plans(config, estimate=True, values=True)
     click.echo(f"config  {config.path}")
     click.echo(f"source  {config.source_url}")
     click.echo(f"target  {config.target_url}")

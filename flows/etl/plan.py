@@ -7,16 +7,23 @@ a table or column name fails the same way everywhere: before any row moves.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import NoSuchTableError, SAWarning
 
 from flows.config import Config, TableOptions
 from flows.errors import ConfigError, UnknownTableError
+from flows.etl.checks import (
+    INTERNAL_PREFIX,
+    check_schemas,
+    check_table,
+    check_values,
+    refuse_collisions,
+)
 from flows.etl.engines import check_connection, make_engine
-
-INTERNAL_PREFIX = "_etlctl_"
 
 
 @dataclass(frozen=True)
@@ -39,12 +46,22 @@ def choose_tables(config: Config, existing: list[str]) -> list[str]:
     existing = [name for name in existing if not name.startswith(INTERNAL_PREFIX)]
     sel = config.selection
     if sel.discover:
+        for pattern in sel.include:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in existing):
+                raise ConfigError(
+                    f"[tables] include pattern {pattern!r} matches no table in the source"
+                    f"{_in_schema(config.source_schema)}; patterns are case-sensitive"
+                )
         chosen = [
             name
             for name in existing
             if any(fnmatch.fnmatchcase(name, p) for p in sel.include)
             and not any(fnmatch.fnmatchcase(name, p) for p in sel.exclude)
         ]
+        if not chosen:
+            raise ConfigError(
+                "[tables] discover selects no table: every table the include patterns match is excluded"
+            )
     else:
         chosen = list(dict.fromkeys([*sel.names, *config.overrides]))
     known = set(existing)
@@ -54,12 +71,21 @@ def choose_tables(config: Config, existing: list[str]) -> list[str]:
     return sorted(chosen)
 
 
+def _in_schema(schema: str | None) -> str:
+    return f" schema {schema!r}" if schema else ""
+
+
 def reflect_table(conn: Connection, name: str, schema: str | None) -> Table:
     """The source table as the database describes it now; UnknownTableError if it is gone."""
     try:
-        return Table(name, MetaData(schema=schema), autoload_with=conn)
+        with warnings.catch_warnings():
+            # An unknown column type reflects as NullType; typemap names it in a one-line error.
+            warnings.simplefilter("ignore", SAWarning)
+            table = Table(name, MetaData(schema=schema), autoload_with=conn)
     except NoSuchTableError:
         raise UnknownTableError(f"table {name!r} is not in the source database") from None
+    table.info["dialect"] = conn.dialect  # the type mapping depends on where the table comes from
+    return table
 
 
 def primary_key_for(table: Table, options: TableOptions) -> tuple[str, ...]:
@@ -77,9 +103,16 @@ def primary_key_for(table: Table, options: TableOptions) -> tuple[str, ...]:
 
 
 def plan_tables(
-    config: Config, engine: Engine, names: list[str] | None = None, estimate: bool = True
+    config: Config,
+    engine: Engine,
+    names: list[str] | None = None,
+    estimate: bool = True,
+    target: Dialect | None = None,
+    values: bool = False,
 ) -> list[TablePlan]:
-    """Plans for `names` (default: every selected table), each checked against the source schema.
+    """Plans for `names` (default: every selected table), each checked against the source schema
+    and, given the `target` dialect, against what the target can hold (checks.py); `values`
+    also scans the data (SQLite values that do not fit, duplicate incremental keys).
 
     Checking every table before the first one moves keeps a typo from leaving half a batch loaded.
     """
@@ -90,6 +123,10 @@ def plan_tables(
             table = reflect_table(conn, name, config.source_schema)
             options = config.options_for(name)
             key = primary_key_for(table, options)
+            if target is not None:
+                check_table(conn, table, target)
+                if values:
+                    check_values(conn, table, target, key if options.mode == "incremental" else None)
             rows = estimate_rows(conn, table) if estimate else None
             plans.append(TablePlan(name, options, key, rows))
     return plans
@@ -108,19 +145,26 @@ def estimate_rows(conn: Connection, table: Table) -> int:
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def checked_plans(config: Config, names: list[str] | None = None, estimate: bool = False) -> list[TablePlan]:
+def checked_plans(
+    config: Config, names: list[str] | None = None, estimate: bool = False, values: bool = False
+) -> list[TablePlan]:
     """Both databases reachable and every table valid, before anything moves; `names` narrows
-    the configured selection (a name outside it is an error)."""
+    the configured selection (a name outside it is an error). `values` (config check) also
+    scans the data, which each table run does again for itself, so a bad table fails alone."""
     source = make_engine(config.source_url, "source")
     target = make_engine(config.target_url, "target")
     try:
         check_connection(source, "source")
         check_connection(target, "target")
+        check_schemas(source, config.source_schema, target, config.target_schema)
         selected = select_tables(config, source)
+        refuse_collisions(selected, target.dialect, "tables")
         unknown = [n for n in names or [] if n not in selected]
         if unknown:
             raise UnknownTableError(f"table {unknown[0]!r} is not among the configured tables")
-        return plan_tables(config, source, names or selected, estimate=estimate)
+        return plan_tables(
+            config, source, names or selected, estimate=estimate, target=target.dialect, values=values
+        )
     finally:
         source.dispose()
         target.dispose()

@@ -10,15 +10,23 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 
-def source_query(table: Table, cursor: str | None = None, since: Any = None) -> Select:
+def source_query(
+    table: Table,
+    cursor: str | None = None,
+    since: Any = None,
+    columns: Sequence[ColumnElement] | None = None,
+) -> Select:
     """Every row, or for an incremental load every row at or after the watermark, cursor order.
+
+    `columns` is the SELECT list (typemap.read_columns); default: the table's columns as they are.
 
     `>=` rather than `>`: rows sharing the watermark value may have arrived after the last load,
     and the upsert makes re-reading the ones already loaded harmless.
     """
-    query = select(table)
+    query = select(*columns) if columns is not None else select(table)
     if cursor is not None:
         column = table.c[cursor]
         if since is not None:

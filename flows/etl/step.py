@@ -15,14 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine, Select, Table
+from sqlalchemy.exc import DataError
 
 from flows.config import Config, TableOptions
-from flows.errors import RowCountMismatchError, first_line
+from flows.errors import RowCountMismatchError, UnsupportedError, first_line
 from flows.etl import state as st
+from flows.etl.checks import check_table, check_values
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query, stream_chunks
-from flows.etl.typemap import adapt_rows, value_adapters
+from flows.etl.typemap import adapt_rows, cursor_value, read_columns, value_adapters
 from flows.etl.writer import (
     create_staging,
     ensure_target,
@@ -64,6 +66,9 @@ def run_table(
         with source_engine.connect() as src, src.begin(), target_engine.connect() as tgt:
             source = reflect_table(src, table, config.source_schema)
             key = primary_key_for(source, options)
+            check_table(src, source, tgt.dialect)
+            incremental_key = key if options.mode == "incremental" else None
+            check_values(src, source, tgt.dialect, incremental_key, dates=False)
             target = target_table(
                 source,
                 src.dialect,
@@ -83,7 +88,7 @@ def run_table(
                 result = _Full(src, tgt, source, target, options, on_chunk).run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
-        result.error = first_line(exc)
+        result.error = _failure_text(exc)
         result.seconds = time.monotonic() - started
         _record_failure(target_engine, state, runs, result)
         raise
@@ -109,11 +114,21 @@ class _Load:
     def names(self) -> list[str]:
         return [c.name for c in self.source.columns]
 
-    def chunks(self, query: Select) -> Iterator[Sequence[tuple]]:
-        """The query's rows in chunks, each value adapted to keep its meaning in the target."""
+    def chunks(self, query: Select) -> Iterator[tuple[Sequence[tuple], Sequence[tuple]]]:
+        """The query's rows in chunks, as read and with each value adapted to keep its meaning
+        in the target."""
         adapters = value_adapters(self.source, self.tgt.dialect)
-        for chunk in stream_chunks(self.src, query, self.options.chunk_size):
-            yield adapt_rows(chunk, adapters)
+        try:
+            for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+                yield chunk, adapt_rows(chunk, adapters)
+        except DataError as exc:  # e.g. a PostgreSQL date of 'infinity', which Python cannot hold
+            raise UnsupportedError(
+                f"table {self.source.name!r}: a source value cannot be read ({first_line(exc.orig or exc)}); "
+                "`etlctl config check` names the column"
+            ) from exc
+
+    def query(self, cursor: str | None = None, since: object = None) -> Select:
+        return source_query(self.source, cursor, since, read_columns(self.source, self.tgt.dialect))
 
     def progress(self, rows_read: int) -> None:
         if self.on_chunk:
@@ -122,11 +137,11 @@ class _Load:
 
 class _Full(_Load):
     def run(self, result: st.TableResult, finish: Finish) -> st.TableResult:
-        query = source_query(self.source)
+        query = self.query()
         expected = count_rows(self.src, query)
         with self.tgt.begin():
             staging = create_staging(self.tgt, self.target)
-        for chunk in self.chunks(query):
+        for _, chunk in self.chunks(query):
             with self.tgt.begin():
                 insert_rows(self.tgt, staging, self.names, chunk)
             result.rows_read += len(chunk)
@@ -153,9 +168,10 @@ class _Incremental(_Load):
         with self.tgt.begin():
             ensure_target(self.tgt, self.target)
         result.watermark_after = result.watermark_before
-        query = source_query(self.source, cursor, result.watermark_before)
-        for chunk in self.chunks(query):
-            seen = [row[at] for row in chunk if row[at] is not None]
+        query = self.query(cursor, result.watermark_before)
+        as_cursor = cursor_value(self.source, cursor)
+        for raw, chunk in self.chunks(query):
+            seen = [as_cursor(row[at]) for row in raw if row[at] is not None]
             pending = replace(
                 result,
                 rows_read=result.rows_read + len(chunk),
@@ -174,6 +190,13 @@ class _Incremental(_Load):
         with self.tgt.begin():
             finish(self.tgt, result)
         return result
+
+
+def _failure_text(exc: BaseException) -> str:
+    """The error's first line, plus where PostgreSQL says it happened (`COPY t, line 2, column c`)."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    context = getattr(diag, "context", None)
+    return f"{first_line(exc)} ({first_line(Exception(context))})" if context else first_line(exc)
 
 
 def _present(value: object) -> list[object]:

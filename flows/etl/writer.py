@@ -29,7 +29,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateColumn
 
 from flows.errors import UnsupportedError
-from flows.etl.typemap import target_column
+from flows.etl.typemap import comparable, target_column
 
 STAGING_PREFIX = "_etlctl_stage_"
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -119,7 +119,9 @@ def upsert_rows(
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in key],
             set_={n: stmt.excluded[n] for n in others},
-            where=or_(*(table.c[n].is_distinct_from(stmt.excluded[n]) for n in others)),
+            where=or_(
+                *(comparable(table.c[n]).is_distinct_from(comparable(stmt.excluded[n])) for n in others)
+            ),
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[k] for k in key])
