@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from flows.fleet.server import ServerHandle, is_alive, signal_groups
-from flows.fleet.workers import WorkerSupervisor
+from flows.fleet.workers import WorkerSupervisor, flow_run_processes
 from tests.polling import until
 
 pytestmark = pytest.mark.prefect
@@ -34,7 +34,7 @@ def nap(seconds: float = 300.0) -> None:
 
 SUPERVISOR = """
 import logging, sys
-from flows.fleet.workers import WorkerSupervisor
+from flows.fleet.workers import WorkerSupervisor, flow_run_processes
 
 logging.basicConfig(level=logging.INFO)
 WorkerSupervisor(sys.argv[1], 2, prefix=sys.argv[2], log_dir=sys.argv[3]).run_forever(tick=0.2)
@@ -136,7 +136,7 @@ def test_ctrl_c_stops_workers_and_their_flow_runs(
 
         until(running, 90, "running flow run")
         flow_runs = until(
-            lambda: [p for p in _tree(supervisor.pid) if "prefect.engine" in _cmdline(p)],
+            lambda: [p for w in psutil.Process(supervisor.pid).children() for p in flow_run_processes(w)],
             10,
             "flow-run process",
         )
