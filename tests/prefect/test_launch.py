@@ -17,6 +17,7 @@ from sqlalchemy import create_engine
 
 from flows.etl.fingerprint import fingerprint
 from tests.polling import until
+from tests.prefect.conftest import WORKERS
 
 pytestmark = pytest.mark.prefect
 
@@ -31,13 +32,19 @@ def _client():
 
 
 def _fork_servers(fleet) -> dict[int, float]:
-    """pid -> start time of every worker's fork server."""
+    """pid -> start time of every worker's fork server (not of the runs forked from it, which share
+    its command line but lead sessions of their own)."""
     found = {}
     for proc in fleet.supervisor.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "flows.fleet.forkserver" in proc.cmdline():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if "flows.fleet.forkserver" in proc.cmdline() and os.getsid(proc.pid) != proc.pid:
                 found[proc.pid] = proc.create_time()
     return found
+
+
+def _all_warm(fleet) -> dict[int, float]:
+    servers = _fork_servers(fleet)
+    return servers if len(servers) == len(WORKERS) else {}
 
 
 @contextlib.contextmanager
@@ -63,7 +70,7 @@ def _slow_source(path: Path) -> str:
 
 
 def test_a_run_from_the_warm_interpreter_sees_a_config_edit_made_after_the_worker_started(fleet, tmp_path):
-    warm = until(lambda: _fork_servers(fleet), 60, "fork servers of the fleet's workers")
+    warm = until(lambda: _all_warm(fleet), 120, "a fork server for each of the fleet's workers")
     original = Path(fleet.env["ETLCTL_CONFIG"]).read_text(encoding="utf-8")
     old_target = f"sqlite:///{fleet.work / 'target.db'}"
     assert old_target in original
@@ -87,13 +94,10 @@ def test_a_run_from_the_warm_interpreter_sees_a_config_edit_made_after_the_worke
 
 
 def test_a_table_run_killed_with_sigkill_is_reported_crashed_and_resubmitted(fleet, tmp_path):
-    until(lambda: _fork_servers(fleet), 60, "fork servers of the fleet's workers")
+    until(lambda: _all_warm(fleet), 120, "a fork server for each of the fleet's workers")
     source_url = _slow_source(tmp_path / "slow.db")
     target_url = f"sqlite:///{tmp_path / 'slow-target.db'}"
-    original = Path(fleet.env["ETLCTL_CONFIG"]).read_text(encoding="utf-8")
-    config = original.replace(fleet.source_url, source_url).replace(
-        f"sqlite:///{fleet.work / 'target.db'}", target_url
-    )
+    config = f'[source]\nurl = "{source_url}"\n[target]\nurl = "{target_url}"\n[tables]\nnames = ["slow"]\n'
     started = time.time()
     with _edited_config(fleet, config):
         import subprocess
