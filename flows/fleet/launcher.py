@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 
 START_TIMEOUT = 180.0  # importing Prefect on a loaded 2-core host has taken 20 s; leave room
-UNKNOWN_EXIT = 1  # the fork server died before telling how the run ended
+UNKNOWN_EXIT = 1
+CLOSE_WAIT = 10.0  # the fork server died before telling how the run ended
 
 log = get_logger("etlctl.launcher")
 
@@ -66,11 +68,16 @@ class ForkServer:
                 self._retired.append(self._process)
                 self._process, self._path = None, None
 
-    def close(self) -> None:
-        """Tell every server to exit once its runs have (never kills a run)."""
-        for process in [self._process, *self._retired]:
-            if process is not None:
-                self._close_stdin(process)
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Tell every server to exit once its runs have (never kills a run), and give the idle
+        ones `wait` seconds to be gone, so a stopped worker leaves no process behind."""
+        servers = [p for p in [self._process, *self._retired] if p is not None]
+        for process in servers:
+            self._close_stdin(process)
+        deadline = time.monotonic() + wait
+        for process in servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
         self._process = None
 
     def pid(self) -> int | None:
