@@ -161,7 +161,10 @@ class DrainingProcessWorker(ProcessWorker):
             await anyio.sleep_forever()
 
     async def _warm_up(self) -> None:
-        """Start the fork server now, so the first run does not wait for its imports."""
+        """Start the fork server before the first run needs it, but once the worker has registered:
+        its imports would otherwise delay the worker's first heartbeat on a busy host."""
+        while not getattr(self, "_has_successfully_synced", False):
+            await anyio.sleep(0.2)
         try:
             await self._fork_server.start()
         except Exception as exc:
