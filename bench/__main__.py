@@ -2,8 +2,9 @@
 
 import sys
 
-from bench import memory, pg_load
+from bench import launch, memory, pg_load
 
 sys.argv = sys.argv[:1]
 memory.main()
 pg_load.main()
+launch.main()

@@ -30,6 +30,7 @@ from flows.etl.plan import checked_plans
 from flows.fleet.flow_runs import runs_by_id
 from flows.fleet.naming import host_of_worker, run_host
 from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag, deployment
+from flows.submit import Submission, submit_all
 
 TABLE_DEPLOYMENT = deployment(TABLE_FLOW)
 CLEANUP_DEPLOYMENTS = tuple(deployment(name) for name in CLEANUP_FLOWS)
@@ -134,6 +135,23 @@ def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[st
     return run.id
 
 
+def _submit_tables(names: list[str], batch: str, tags: list[str], attempt: int) -> dict[str, UUID]:
+    """One table run per name, created concurrently; the key carries the attempt after the first."""
+    suffix = f":{attempt}" if attempt > 1 else ""
+    return submit_all(
+        [
+            Submission(
+                name,
+                TABLE_DEPLOYMENT,
+                f"{batch}:{name}{suffix}",
+                {"table": name, "batch_id": batch},
+                tuple(tags),
+            )
+            for name in names
+        ]
+    )
+
+
 def default_batch_id() -> str:
     """Stable across retries of one orchestrator run: its scheduled start time."""
     started = current_run.scheduled_start_time
@@ -150,10 +168,7 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
     tags = [batch_tag(batch)]
     logger.info("batch %s: %d tables -> %s", batch, len(names), TABLE_DEPLOYMENT)
     by_table: dict[str, FlowRun] = {}
-    todo = {
-        name: _submit(TABLE_DEPLOYMENT, f"{batch}:{name}", {"table": name, "batch_id": batch}, tags, name)
-        for name in names
-    }
+    todo = _submit_tables(names, batch, tags, attempt=1)
     for attempt in range(CRASH_RESUBMITS + 1):
         finished = wait_for_runs(
             todo.values(), config.prefect.poll_seconds, "tables", config.prefect.table_pool
@@ -163,16 +178,7 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
         if not crashed or attempt == CRASH_RESUBMITS:
             break
         logger.warning("batch %s: resubmitting tables whose run crashed: %s", batch, ", ".join(crashed))
-        todo = {
-            name: _submit(
-                TABLE_DEPLOYMENT,
-                f"{batch}:{name}:{attempt + 2}",
-                {"table": name, "batch_id": batch},
-                tags,
-                name,
-            )
-            for name in crashed
-        }
+        todo = _submit_tables(crashed, batch, tags, attempt=attempt + 2)
     failed = sorted(name for name, run in by_table.items() if not run.state.is_completed())
     cleanup_params = [{"batch_id": batch}, {"batch_id": batch, "tables": names, "failed": failed}]
     cleanups = [

@@ -21,7 +21,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerH
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-    handle = start_server(tmp_path_factory.mktemp("prefect-server"))
+    # a fresh database takes ~15 s on a quiet 2-core host; over 60 s has been seen on a loaded one
+    handle = start_server(tmp_path_factory.mktemp("prefect-server"), timeout=240)
     client_env = handle.env()
     saved = {name: os.environ.get(name) for name in _CLIENT_VARS}
     os.environ.update({name: client_env[name] for name in _CLIENT_VARS})

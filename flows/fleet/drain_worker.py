@@ -1,6 +1,11 @@
-"""The `etlctl` worker type: Prefect's process worker, plus a drain on SIGTERM.
+"""The `etlctl` worker type: Prefect's process worker, plus a drain on SIGTERM and a fast launch.
 
     prefect worker start --pool etl-tables --type etlctl --limit 1 --name host-01
+
+Fast launch (docs/performance.md, "Launch"): each flow run is forked from a warm interpreter
+(flows.fleet.launcher), still one process and session per run; and when a run ends, the freed slot
+claims the next scheduled run at once instead of at the next poll. While every slot is busy the
+worker does not poll at all, so a busy fleet asks the server less than Prefect's worker does.
 
 Prefect's own worker swallows the first SIGTERM and keeps claiming runs, and the second one kills
 it while its flow runs live on in their own process groups (see docs/operations.md). This worker
@@ -16,12 +21,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import psutil
-from prefect.workers.process import ProcessWorker
+from prefect.flows import load_flow_from_flow_run
+from prefect.runner._flow_run_executor import FlowRunExecutorContext
+from prefect.types._datetime import now
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from flows.fleet.launcher import ForkServer, WarmStarter
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.processes import flow_run_processes
@@ -40,11 +52,26 @@ class DrainingProcessWorker(ProcessWorker):
         self._draining = False
         self._host_drained = False
         self._signals = 0
+        self._fork_server = ForkServer()
+        self._slot_freed = anyio.Event()
+        self._poll_lock = anyio.Lock()
+        self._host_drain_flag = False
+        self._executor_context: FlowRunExecutorContext | None = None
+        self._executor_context_ready = anyio.Event()
 
     async def get_and_submit_flow_runs(self) -> list[Any]:
         if self._draining:
             return []
-        if await anyio.to_thread.run_sync(self._host_is_draining):
+        if self._limiter is not None and self._limiter.available_tokens < 1:
+            self._last_polled_time = now("UTC")  # busy, not stuck: nothing to claim until a slot frees
+            return []
+        async with self._poll_lock:  # the timed poll and a slot's immediate poll never overlap
+            return await self._claim()
+
+    async def _claim(self, recheck_drain: bool = True) -> list[Any]:
+        if recheck_drain:
+            self._host_drain_flag = await anyio.to_thread.run_sync(self._host_is_draining)
+        if self._host_drain_flag:
             if not self._host_drained:
                 self._logger.info("Host is drained (etlctl machine drain): claiming no new flow runs")
             self._host_drained = True
@@ -53,18 +80,94 @@ class DrainingProcessWorker(ProcessWorker):
         return await super().get_and_submit_flow_runs()
 
     async def start(self, *args: Any, **kwargs: Any) -> None:
-        async with anyio.create_task_group() as group:
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self._on_signal)
+        try:
+            async with anyio.create_task_group() as group:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, self._on_signal)
 
-            async def run_worker() -> None:
-                await super(DrainingProcessWorker, self).start(*args, **kwargs)
+                async def run_worker() -> None:
+                    await super(DrainingProcessWorker, self).start(*args, **kwargs)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(run_worker)
+                await group.start(self._hold_executor_context)
+                group.start_soon(self._warm_up)
+                group.start_soon(self._claim_when_a_slot_frees)
+                await self._drained()
                 group.cancel_scope.cancel()
+        finally:
+            self._fork_server.close()
 
-            group.start_soon(run_worker)
-            await self._drained()
-            group.cancel_scope.cancel()
+    async def run(
+        self,
+        flow_run: Any,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
+        """Prefect's ProcessWorker.run with the process forked from the warm interpreter."""
+        if configuration._command_configured:  # a job with its own command runs as Prefect runs it
+            return await super().run(flow_run, configuration, task_status)
+        task_status = task_status or anyio.TASK_STATUS_IGNORED
+        await self._executor_context_ready.wait()
+        ctx = self._executor_context
+        with tempfile.TemporaryDirectory(suffix="prefect") as scratch:
+            cwd = Path(configuration.working_dir or scratch).resolve()
+            starter = WarmStarter(
+                self._fork_server, configuration.env, cwd, configuration.stream_output, ctx.control_channel
+            )
+            executor = ctx.create_executor(
+                flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False
+            )
+            execution = None
+
+            async def execute(*, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
+                nonlocal execution
+                execution = await executor.submit(task_status=task_status)
+
+            async with anyio.create_task_group() as group:
+                handle = await group.start(execute)
+                task_status.started(handle.pid)
+        if execution is None or execution.status_code is None:
+            raise RuntimeError("Failed to start flow run process.")
+        return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
+
+    def _release_limit_slot(self, flow_run_id: Any) -> None:
+        super()._release_limit_slot(flow_run_id)
+        self._slot_freed.set()
+
+    async def _claim_when_a_slot_frees(self) -> None:
+        """Poll once as soon as a run ends (or a claim is lost to another worker), not at the next tick."""
+        while True:
+            await self._slot_freed.wait()
+            self._slot_freed = anyio.Event()
+            if not getattr(self, "is_setup", False):
+                continue
+            try:
+                if not self._draining and self._limiter is not None and self._limiter.available_tokens >= 1:
+                    async with self._poll_lock:  # the drain flag read at the last timed poll stands
+                        await self._claim(recheck_drain=False)
+            except Exception as exc:  # the timed poll carries on regardless
+                self._logger.warning("Immediate poll after a run ended failed: %s", exc)
+
+    async def _hold_executor_context(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """One executor context (API client, cancellation observer, control channel) for every run
+        of this worker, as Prefect's Runner keeps one, rather than one set up per run."""
+        async with FlowRunExecutorContext() as ctx:
+            self._executor_context = ctx
+            self._executor_context_ready.set()
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _warm_up(self) -> None:
+        """Start the fork server before the first run needs it, but once the worker has registered:
+        its imports would otherwise delay the worker's first heartbeat on a busy host."""
+        while not getattr(self, "_has_successfully_synced", False):
+            await anyio.sleep(0.2)
+        try:
+            await self._fork_server.start()
+        except Exception as exc:
+            self._logger.warning("Could not start the fork server yet (%s); will retry at the first run", exc)
 
     def _host_is_draining(self) -> bool:
         try:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import psutil
 import pytest
 
-from flows.fleet.processes import is_alive, signal_groups
+from flows.fleet.processes import flow_run_processes, is_alive, signal_groups
 from flows.fleet.server import ServerHandle
 from flows.fleet.workers import WorkerSupervisor
 from tests.polling import until
@@ -140,7 +140,7 @@ def test_second_ctrl_c_during_the_drain_stops_workers_and_their_flow_runs(
 
         until(running, 90, "running flow run")
         flow_runs = until(
-            lambda: [p for p in _tree(supervisor.pid) if "prefect.engine" in _cmdline(p)],
+            lambda: [p for w in psutil.Process(supervisor.pid).children() for p in flow_run_processes(w)],
             10,
             "flow-run process",
         )

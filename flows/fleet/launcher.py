@@ -1,0 +1,236 @@
+"""How the `etlctl` worker type starts a flow run: forked from a warm interpreter, not a cold one.
+
+The worker keeps one fork server (flows.fleet.forkserver) as its child, with Prefect, SQLAlchemy
+and the flows imported. `WarmStarter` is a Prefect `ProcessStarter`: Prefect's own executor drives
+it exactly as it drives `python -m prefect.engine` (control channel for cancellation, process
+group kill, exit code -> Crashed), only the process comes from a fork instead of an exec.
+
+A run whose job sets its own `command` still goes through Prefect's stock process worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from prefect.logging import get_logger
+from prefect.runner._process_manager import ProcessHandle, _PosixProcessGroupTerminationScope
+from prefect.settings import get_current_settings
+from prefect.utilities.processutils import sanitize_subprocess_env
+
+START_TIMEOUT = 180.0  # importing Prefect on a loaded 2-core host has taken 20 s; leave room
+UNKNOWN_EXIT = 1
+CLOSE_WAIT = 10.0  # the fork server died before telling how the run ended
+
+log = get_logger("etlctl.launcher")
+
+
+class StaleServer(Exception):
+    """The fork server's code changed on disk since it started: start a new one."""
+
+
+class ForkServer:
+    """The worker's warm interpreter, started on demand and replaced when the code changes."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="etlctl-fork-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._path: Path | None = None
+        self._generation = 0
+        self._retired: list[subprocess.Popen[bytes]] = []
+        self._lock = anyio.Lock()
+
+    async def start(self) -> Path:
+        """The socket of a live server, starting one (and waiting for its imports) if needed."""
+        async with self._lock:
+            self._retired = [p for p in self._retired if p.poll() is None]
+            if self._process is None or self._process.poll() is not None:
+                self._process, self._path = await anyio.to_thread.run_sync(self._spawn)
+                await self._wait_ready(self._process, self._path)
+            assert self._path is not None
+            return self._path
+
+    async def retire(self, path: Path) -> None:
+        """Stop sending runs to the server at `path`; it exits once its runs have."""
+        async with self._lock:
+            if self._path == path and self._process is not None:
+                self._close_stdin(self._process)
+                self._retired.append(self._process)
+                self._process, self._path = None, None
+
+    def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Tell every server to exit once its runs have (never kills a run), and give the idle
+        ones `wait` seconds to be gone, so a stopped worker leaves no process behind."""
+        servers = [p for p in [self._process, *self._retired] if p is not None]
+        for process in servers:
+            self._close_stdin(process)
+        deadline = time.monotonic() + wait
+        for process in servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self._process = None
+
+    def pid(self) -> int | None:
+        return self._process.pid if self._process and self._process.poll() is None else None
+
+    async def fork(
+        self, flow_run_id: str, env: Mapping[str, str], cwd: Path, quiet: bool
+    ) -> tuple[int, anyio.abc.SocketStream]:
+        """Fork a child for the run; returns its pid and the stream its exit status will come on."""
+        request = {"flow_run_id": flow_run_id, "env": dict(env), "cwd": str(cwd), "quiet": quiet}
+        for _ in range(3):
+            path = await self.start()
+            stream = await anyio.connect_unix(str(path))
+            try:
+                await stream.send(json.dumps(request).encode() + b"\n")
+                reply = await _read_line(stream)
+            except BaseException:
+                await stream.aclose()
+                raise
+            if reply.get("stale"):
+                await stream.aclose()
+                log.info("flow code changed on disk: starting a new fork server")
+                await self.retire(path)
+                continue
+            return int(reply["pid"]), stream
+        raise StaleServer("the flow code keeps changing on disk; could not start the run")
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Path]:
+        self._generation += 1
+        path = self._dir / f"fork-{self._generation}.sock"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.fleet.forkserver", str(path)],
+            stdin=subprocess.PIPE,
+            env=base_environment(),  # what every run gets, so a child rarely re-reads the settings
+            close_fds=True,
+        )
+        log.debug("fork server %d started for %s", process.pid, path)
+        return process, path
+
+    @staticmethod
+    async def _wait_ready(process: subprocess.Popen[bytes], path: Path) -> None:
+        with anyio.fail_after(START_TIMEOUT):
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"the fork server exited with code {process.returncode} while starting"
+                    )
+                with contextlib.suppress(OSError):
+                    stream = await anyio.connect_unix(str(path))
+                    await stream.aclose()  # the server reads an empty request and drops it
+                    return
+                await anyio.sleep(0.05)
+
+    @staticmethod
+    def _close_stdin(process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+
+
+class ForkedProcess:
+    """What Prefect's ProcessHandle needs of a process: pid and returncode."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+
+class WarmStarter:
+    """Prefect `ProcessStarter` contract: signal the handle once started, return once exited."""
+
+    def __init__(
+        self,
+        server: ForkServer,
+        env: Mapping[str, str | None],
+        cwd: Path,
+        stream_output: bool,
+        control_channel: Any = None,
+    ) -> None:
+        self._server = server
+        self._env = env
+        self._cwd = cwd
+        self._stream_output = stream_output
+        self._control_channel = control_channel
+
+    async def start(
+        self, flow_run: Any, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        control_env: dict[str, str] = {}
+        registered = False
+        if self._control_channel is not None:
+            try:
+                port, token = self._control_channel.register(flow_run.id)
+                control_env = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
+                registered = True
+            except RuntimeError:
+                pass  # no loopback listener: cancellation falls back to kill-only, as in Prefect
+        env = engine_environment(self._env, flow_run.id, control_env)
+        try:
+            pid, stream = await self._server.fork(str(flow_run.id), env, self._cwd, not self._stream_output)
+        except BaseException:
+            if registered:
+                self._control_channel.unregister(flow_run.id)
+            raise
+        process = ForkedProcess(pid)
+        task_status.started(ProcessHandle(process, termination_scope=_PosixProcessGroupTerminationScope()))
+        async with stream:
+            try:
+                reply = await _read_line(stream)
+                process.returncode = int(reply["status"])
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError, KeyError):
+                log.error(
+                    "lost the fork server while flow run %s ran; its exit status is unknown", flow_run.id
+                )
+                await _wait_pid_gone(pid)
+                process.returncode = UNKNOWN_EXIT
+
+
+def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment with its Prefect settings spelled out, as Prefect's
+    EngineCommandStarter builds it for `python -m prefect.engine`."""
+    env: dict[str, str | None] = dict(os.environ)
+    env.update(job_env or {})
+    env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+    return sanitize_subprocess_env(env)
+
+
+def engine_environment(
+    job_env: Mapping[str, str | None], flow_run_id: Any, control_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of one flow run's process."""
+    env = base_environment(job_env)
+    env.update(
+        {
+            "PREFECT__FLOW_RUN_ID": str(flow_run_id),
+            "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+            **control_env,
+        }
+    )
+    return env
+
+
+async def _read_line(stream: anyio.abc.SocketStream) -> dict[str, Any]:
+    data = b""
+    while not data.endswith(b"\n"):
+        data += await stream.receive()
+    return json.loads(data)
+
+
+async def _wait_pid_gone(pid: int) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await anyio.sleep(0.5)
