@@ -155,7 +155,8 @@ def test_the_fleet_works_with_auth_and_the_string_leaks_nowhere(auth_fleet):
 
     # Nowhere: process arguments of every process on the machine, the command outputs, the logs,
     # and anything the API returns or the server stored (flow runs, parameters, logs, events, ...).
-    assert any("prefect.engine" in line or "flow-run" in line for line in seen), "no flow run was seen"
+    # a flow run is forked by its worker's fork server and shows that command line
+    assert any("flows.fleet.forkserver" in line for line in seen), "no flow run's process was seen"
     for line in seen:
         assert secret not in line and encoded not in line, line
     for done in outputs:
