@@ -198,14 +198,14 @@ def machine_register(
     found = env_file.is_file()
     if found:
         os.environ.update(read_env_file(env_file))
-    if not pool:
-        try:
-            pool = settings.config.prefect.table_pool
-        except ConfigError as exc:
-            if not dry_run:
-                raise
-            pool = pool_from_env() or DEFAULT_POOL
-            click.echo(f"# config not read ({exc}); pool {pool}")
+    limits = None
+    try:
+        pool, limits = pool or settings.config.prefect.table_pool, settings.config.workers
+    except ConfigError as exc:
+        if not dry_run and not pool:
+            raise
+        pool = pool or pool_from_env() or DEFAULT_POOL
+        click.echo(f"# config not read ({exc}); pool {pool}, no [workers] limits in the units")
     plan = plan_host(
         name,
         manager,
@@ -218,6 +218,7 @@ def machine_register(
         supervisor_config,
         pool=pool,
         server=server,
+        limits=limits,
     )
     if not found:
         click.echo(f"# env file {env_file} does not exist yet: the workers need it (ops/etlctl.env.example)")

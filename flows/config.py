@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from flows.errors import ConfigError
+from flows.limits import WorkerLimits, parse_limits
 
 CONFIG_ENV = "ETLCTL_CONFIG"
 DEFAULT_CONFIG = "etlctl.toml"
@@ -84,6 +85,7 @@ class Config:
     defaults: TableOptions = field(default_factory=TableOptions)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     prefect: PrefectSettings = field(default_factory=PrefectSettings)
+    workers: WorkerLimits = field(default_factory=WorkerLimits)  # [workers]: flows.limits
 
     def options_for(self, table: str) -> TableOptions:
         """The defaults with this table's overrides applied; validated when the file was read."""
@@ -116,7 +118,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     raw = _expand_env(raw)
     for key, url in urls.items():
         raw[key]["url"] = _expand_env(url, quote_values=True)
-    _only(raw, {"source", "target", "tables", "table", "prefect"}, "the config file")
+    _only(raw, {"source", "target", "tables", "table", "prefect", "workers"}, "the config file")
     source = _section(raw, "source", required=True)
     target = _section(raw, "target", required=True)
     _only(source, {"url", "schema", *TIMEOUT_BOUNDS}, "[source]")
@@ -147,6 +149,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         defaults=defaults,
         overrides=overrides,
         prefect=_prefect(_section(raw, "prefect")),
+        workers=parse_limits(_section(raw, "workers")),
     )
 
 

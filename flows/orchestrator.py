@@ -195,6 +195,7 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
         "batch_id": batch,
         "tables": {name: run.state.name for name, run in sorted(by_table.items())},
         "failed": failed,
+        "errors": {name: by_table[name].state.message for name in failed},  # Prefect's reason, for reports
         "cleanups_failed": broken,
     }
     if failed or broken:

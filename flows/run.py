@@ -31,11 +31,16 @@ def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
     final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
     summary = final.result(raise_on_failure=False)
     prefect_states = summary.get("tables", {}) if isinstance(summary, dict) else {}
+    errors = summary.get("errors", {}) if isinstance(summary, dict) else {}  # e.g. over memory_max
     recorded = {r.table: r for r in batch_results(config, batch)}
     results = [
         recorded.get(name)
         or st.TableResult(
-            name, config.options_for(name).mode, batch, outcome=state_name.lower(), error="no result recorded"
+            name,
+            config.options_for(name).mode,
+            batch,
+            outcome=state_name.lower(),
+            error=errors.get(name) or "no result recorded",
         )
         for name, state_name in sorted(prefect_states.items())
     ] or list(recorded.values())

@@ -33,13 +33,16 @@ from prefect.runner._flow_run_executor import FlowRunExecutorContext
 from prefect.types._datetime import now
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from flows.config import config_path
 from flows.fleet.launcher import ForkServer, WarmStarter
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.processes import flow_run_processes
+from flows.limits import read_worker_limits
 
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
+SYSTEMD_ENV = "INVOCATION_ID"  # systemd sets it in every service it starts
 
 
 class DrainingProcessWorker(ProcessWorker):
@@ -58,6 +61,12 @@ class DrainingProcessWorker(ProcessWorker):
         self._host_drain_flag = False
         self._executor_context: FlowRunExecutorContext | None = None
         self._executor_context_ready = anyio.Event()
+        self._limits = read_worker_limits(config_path())  # [workers]: read once, at the worker's start
+        if self._limits.cpu_quota is not None and SYSTEMD_ENV not in os.environ:
+            self._logger.warning(
+                "[workers] cpu_quota applies only to workers run by systemd (CPUQuota= in their unit); "
+                "this worker's runs have no CPU quota"
+            )
 
     async def get_and_submit_flow_runs(self) -> list[Any]:
         if self._draining:
@@ -114,7 +123,12 @@ class DrainingProcessWorker(ProcessWorker):
         with tempfile.TemporaryDirectory(suffix="prefect") as scratch:
             cwd = Path(configuration.working_dir or scratch).resolve()
             starter = WarmStarter(
-                self._fork_server, configuration.env, cwd, configuration.stream_output, ctx.control_channel
+                self._fork_server,
+                configuration.env,
+                cwd,
+                configuration.stream_output,
+                ctx.control_channel,
+                self._limits,
             )
             executor = ctx.create_executor(
                 flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False

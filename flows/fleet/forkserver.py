@@ -9,7 +9,7 @@ few milliseconds with everything loaded, yet is still a process of its own (own 
 process group, own exit code), so a crash or kill -9 in one table touches no other table.
 
 Protocol, one Unix-socket connection per flow run: the worker sends one JSON line
-{"flow_run_id", "env", "cwd", "quiet"}; the server answers {"pid": N} once forked, and
+{"flow_run_id", "env", "cwd", "quiet", "nice"?}; the server answers {"pid": N} once forked, and
 {"status": code} when the child has exited (negative: killed by that signal, as subprocess says).
 
 Code changes: before each fork the server compares the modification times of every module it has
@@ -220,6 +220,11 @@ class _Server:
 def run_flow_run(request: dict[str, Any]) -> int:
     """In the forked child: become the run's environment, then do what `python -m prefect.engine` does."""
     env = request["env"]
+    if request.get("nice") is not None:  # [workers] nice; before any thread starts: nice is per thread
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
+        except OSError as exc:
+            print(f"etlctl: [workers] nice = {request['nice']} not applied: {exc}", file=sys.stderr)
     same_settings = _settings_env(env) == _settings_env(os.environ)
     os.environ.clear()
     os.environ.update(env)

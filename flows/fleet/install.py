@@ -22,6 +22,7 @@ from flows.errors import ConfigError
 from flows.fleet import render
 from flows.fleet.naming import worker_name
 from flows.fleet.processes import flow_run_processes
+from flows.limits import WorkerLimits
 
 SUPERVISOR_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -50,10 +51,13 @@ def plan_host(
     *,
     pool: str | None = None,
     server: bool = False,
+    limits: WorkerLimits | None = None,
 ) -> HostPlan:
     """The files for `host` and the commands that start them; `user=None` keeps the manager's own.
 
     `server`: this host also runs the Prefect server (systemd only), started before the workers.
+    `limits`: [workers] of the config, written into the systemd worker unit (supervisord has no such
+    keys: there the worker applies them to each run itself).
     Registering again with fewer workers than before stops the instances above the new count
     under systemd (each drains first); supervisord's `update` restarts the group with the new count.
     """
@@ -69,7 +73,9 @@ def plan_host(
         return HostPlan(manager, {directory / "etlctl.conf": text}, [[*ctl, "reread"], [*ctl, "update"]])
     if manager == "systemd":
         directory = target_dir or SYSTEMD_DIR
-        units = render.render_systemd(workers, etlctl, user or "root", env_file, pool=pool, server=server)
+        units = render.render_systemd(
+            workers, etlctl, user or "root", env_file, pool=pool, server=server, limits=limits
+        )
         start = [["systemctl", "daemon-reload"]]
         if server:
             start.append(["systemctl", "enable", "--now", render.SERVER_UNIT])

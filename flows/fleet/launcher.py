@@ -28,6 +28,9 @@ from prefect.runner._process_manager import ProcessHandle, _PosixProcessGroupTer
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 
+from flows.fleet.memory_watch import fail_run, over_limit, run_label, watch_memory
+from flows.limits import WorkerLimits
+
 START_TIMEOUT = 180.0  # importing Prefect on a loaded 2-core host has taken 20 s; leave room
 UNKNOWN_EXIT = 1
 CLOSE_WAIT = 10.0  # the fork server died before telling how the run ended
@@ -84,10 +87,12 @@ class ForkServer:
         return self._process.pid if self._process and self._process.poll() is None else None
 
     async def fork(
-        self, flow_run_id: str, env: Mapping[str, str], cwd: Path, quiet: bool
+        self, flow_run_id: str, env: Mapping[str, str], cwd: Path, quiet: bool, nice: int | None = None
     ) -> tuple[int, anyio.abc.SocketStream]:
         """Fork a child for the run; returns its pid and the stream its exit status will come on."""
         request = {"flow_run_id": flow_run_id, "env": dict(env), "cwd": str(cwd), "quiet": quiet}
+        if nice is not None:
+            request["nice"] = nice
         for _ in range(3):
             path = await self.start()
             stream = await anyio.connect_unix(str(path))
@@ -156,8 +161,10 @@ class WarmStarter:
         cwd: Path,
         stream_output: bool,
         control_channel: Any = None,
+        limits: WorkerLimits | None = None,
     ) -> None:
         self._server = server
+        self._limits = limits or WorkerLimits()
         self._env = env
         self._cwd = cwd
         self._stream_output = stream_output
@@ -177,23 +184,37 @@ class WarmStarter:
                 pass  # no loopback listener: cancellation falls back to kill-only, as in Prefect
         env = engine_environment(self._env, flow_run.id, control_env)
         try:
-            pid, stream = await self._server.fork(str(flow_run.id), env, self._cwd, not self._stream_output)
+            pid, stream = await self._server.fork(
+                str(flow_run.id), env, self._cwd, not self._stream_output, self._limits.nice
+            )
         except BaseException:
             if registered:
                 self._control_channel.unregister(flow_run.id)
             raise
         process = ForkedProcess(pid)
         task_status.started(ProcessHandle(process, termination_scope=_PosixProcessGroupTerminationScope()))
-        async with stream:
+        rss = None
+        async with stream, anyio.create_task_group() as group:
+            if self._limits.memory_max or self._limits.memory_high:
+
+                async def watch() -> None:
+                    nonlocal rss
+                    rss = await watch_memory(pid, self._limits, run_label(flow_run))
+
+                group.start_soon(watch)
             try:
                 reply = await _read_line(stream)
-                process.returncode = int(reply["status"])
+                status = int(reply["status"])
             except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError, KeyError):
                 log.error(
                     "lost the fork server while flow run %s ran; its exit status is unknown", flow_run.id
                 )
                 await _wait_pid_gone(pid)
-                process.returncode = UNKNOWN_EXIT
+                status = UNKNOWN_EXIT
+            group.cancel_scope.cancel()  # the watcher: the run has ended
+        if rss is not None and self._limits.memory_max is not None:
+            await fail_run(flow_run, over_limit(run_label(flow_run), self._limits.memory_max, rss))
+        process.returncode = status
 
 
 def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[str, str]:

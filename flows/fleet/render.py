@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from flows.errors import ConfigError
+from flows.limits import WorkerLimits, percent_text, size_text
 
 DEFAULT_ETLCTL = "/opt/etlctl/venv/bin/etlctl"
 DEFAULT_USER = "etl"
@@ -30,6 +31,7 @@ _NAMES = {
     "host": re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*"),
     "pool": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
 }
+HARDENING = "\n# Hardening"  # the worker unit's limits go just above this block
 _WANTS = re.compile(r"^(?:Wants=etl-worker@\d+\.service\n)+", re.MULTILINE)
 
 
@@ -107,11 +109,18 @@ def render_supervisor(
 
 
 def render_systemd(
-    workers: int, etlctl: str, user: str, env_file: str, pool: str | None = None, server: bool = False
+    workers: int,
+    etlctl: str,
+    user: str,
+    env_file: str,
+    pool: str | None = None,
+    server: bool = False,
+    limits: WorkerLimits | None = None,
 ) -> dict[str, str]:
     """Unit file name -> text: the worker template, the host's target with one Wants= per worker,
     and the orchestrator's service and timer (and, with `server`, prefect-server.service), with
-    this host's binary, user and env file; `pool` as for render_supervisor."""
+    this host's binary, user and env file; `pool` as for render_supervisor; `limits` ([workers])
+    as the worker unit's MemoryMax=, MemoryHigh=, CPUQuota= and Nice=."""
     _check_count(workers)
     _check_path("etlctl", etlctl)
     _check_path("env file", env_file)
@@ -124,11 +133,31 @@ def render_systemd(
         text = re.sub(rf"^User={DEFAULT_USER}$", f"User={user}", text, flags=re.MULTILINE)
         if name == "etl-worker@.service":
             text = _with_pool(text, r"^ExecStart=.*", pool)
+            text = text.replace(HARDENING, systemd_limits(limits or WorkerLimits()) + HARDENING, 1)
         if name == TARGET:
             wants = "".join(f"Wants=etl-worker@{i}.service\n" for i in range(1, workers + 1))
             text = _WANTS.sub(wants, text, count=1)
         units[name] = f"# Rendered by etlctl from ops/systemd/{name}; edit that, not this.\n" + text
     return units
+
+
+def systemd_limits(limits: WorkerLimits) -> str:
+    """The [workers] limits as worker-unit lines. They bound the unit's whole cgroup (the worker,
+    its fork server and its table run), while the worker bounds each run by itself as well."""
+    lines = [
+        f"{key}={value}"
+        for key, value in (
+            ("MemoryMax", limits.memory_max and size_text(limits.memory_max)),
+            ("MemoryHigh", limits.memory_high and size_text(limits.memory_high)),
+            ("CPUQuota", limits.cpu_quota and percent_text(limits.cpu_quota)),
+            ("Nice", limits.nice),
+        )
+        if value is not None
+    ]
+    if not lines:
+        return ""
+    head = "# [workers] limits of the config file, for this worker's whole cgroup (worker + its table run)\n"
+    return "\n" + head + "\n".join(lines) + "\n"
 
 
 def _with_pool(text: str, line: str, pool: str | None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUND = {"flows", "flows.config", "flows.errors", "flows.names"}
+GROUND = {"flows", "flows.config", "flows.errors", "flows.limits", "flows.names"}
 MAX_LINES = 400
 
 
