@@ -50,7 +50,7 @@ async def watch_memory(pid: int, limits: WorkerLimits, name: str) -> int | None:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 return None
-            log.error("%s: %s", name, over_limit(name, limits.memory_max, rss))
+            log.error("%s", over_limit(name, limits.memory_max, rss))
             return rss
         if limits.memory_high is not None and rss > limits.memory_high and not warned:
             warned = True
@@ -79,9 +79,12 @@ def over_limit(name: str, limit: int, rss: int) -> str:
 
 async def fail_run(flow_run: Any, message: str) -> None:
     """Mark the killed run Failed before the worker sees its exit status (which it would report
-    as Crashed: a proposal the server then refuses, the run being final)."""
+    as Crashed: a proposal the server then refuses, the run being final). Forced: proposed,
+    Failed would become AwaitingRetry (the flow's `retries`), a retry into the same wall."""
     try:
         async with get_client() as client:
-            await client.set_flow_run_state(flow_run.id, Failed(message=message))
+            state = (await client.read_flow_run(flow_run.id)).state
+            if state is None or not state.is_final():  # it did not finish just before the kill
+                await client.set_flow_run_state(flow_run.id, Failed(message=message), force=True)
     except Exception as exc:  # the run still ends (Crashed) without this; say why it is not Failed
         log.error("could not mark flow run %s Failed (%s): %s", flow_run.id, exc, message)
