@@ -10,7 +10,8 @@ marked Failed with a message naming the table, the limit and the RSS seen: Faile
 so it is neither retried in place nor resubmitted by the orchestrator into the same wall.
 
 The RSS of a forked run includes the pages it shares with its fork server (Prefect and the flows
-already imported, about 150 MiB): the limit is what the run's process holds, as `ps` shows it.
+already imported: about 110 MiB when a run starts): the limit is what the run's process holds,
+as `ps` shows it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ small limit, a table whose load needs more memory than that, and `etlctl run` re
 
 The wide table holds 2,000 rows of 200 KB text and is read in one chunk: 400 MB of strings (about
 440 MiB peak RSS when `etlctl load` moves it alone), over the 300M limit, while the small tables stay
-far below it (a forked run starts near 150 MiB).
+far below it (a forked run starts near 110 MiB).
 """
 
 from __future__ import annotations

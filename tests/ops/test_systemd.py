@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.fleet.render import DEFAULT_ENV_FILE, DEFAULT_ETLCTL, render_systemd
+from flows.limits import parse_limits
 from tests.ops.conftest import OPS
 
 ANALYZE = shutil.which("systemd-analyze")
@@ -93,6 +94,16 @@ def test_rendered_units_verify(tmp_path: Path) -> None:
         *sorted(set(units) - {"etl-worker@.service"}),
     ):
         assert_verifies(root, unit)
+
+
+def test_a_worker_unit_with_limits_verifies(tmp_path: Path) -> None:
+    """systemd parses each limit's value ("Failed to parse" fails the test)."""
+    limits = parse_limits({"memory_max": "2G", "memory_high": "1536M", "cpu_quota": "12.5%", "nice": 10})
+    units = render_systemd(2, HOST["etlctl"], HOST["user"], HOST["env_file"], limits=limits)
+    root = make_root(tmp_path, units, HOST["etlctl"], HOST["env_file"])
+    assert_verifies(root, "etl-worker@1.service")
+    for line in ("MemoryMax=2G", "MemoryHigh=1536M", "CPUQuota=12.5%", "Nice=10"):
+        assert f"\n{line}\n" in units["etl-worker@.service"], line
 
 
 def test_the_checker_catches_a_bad_key(tmp_path: Path) -> None:

@@ -126,3 +126,20 @@ def test_the_failure_message_names_table_limit_and_rss() -> None:
     assert "700 MiB" in message and "memory_max = 400M" in message
     run.parameters = {}
     assert run_label(run) == "flow run 'wide-run'"
+
+
+def test_register_systemd_renders_the_configs_limits_into_the_worker_unit(tmp_path) -> None:
+    path = _config(tmp_path, 'memory_max = "1G"\nmemory_high = "900M"\ncpu_quota = "50%"\nnice = 5')
+    proc = subprocess.run(
+        [ETLCTL, "--config", str(path), "machine", "register", "--host", "db-07", "--systemd", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    start = proc.stdout.index("etl-worker@.service")
+    unit = proc.stdout[start : proc.stdout.index("# ---- ", start)]
+    for line in ("MemoryMax=1G", "MemoryHigh=900M", "CPUQuota=50%", "Nice=5"):
+        assert f"\n{line}\n" in unit, line
