@@ -8,6 +8,7 @@ far below it (a forked run starts near 110 MiB).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -79,7 +80,7 @@ def limited_worker(prefect_server: ServerHandle, tmp_path: Path):
             120,
             "the limited worker online",
         )
-        yield env, tmp_path / "worker.log"
+        yield env, tmp_path / "worker.log", worker
     finally:
         family = [worker, *worker.children(recursive=True)]
         worker.send_signal(signal.SIGTERM)
@@ -88,13 +89,29 @@ def limited_worker(prefect_server: ServerHandle, tmp_path: Path):
             os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
 
 
+def _forked(worker: psutil.Process) -> dict[str, set[int]]:
+    """Nice values of the worker's fork server and of the table runs forked from it (which lead
+    sessions of their own)."""
+    found: dict[str, set[int]] = {"server": set(), "runs": set()}
+    for proc in worker.children(recursive=True):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if "flows.fleet.forkserver" in proc.cmdline():
+                found["runs" if os.getsid(proc.pid) == proc.pid else "server"].add(proc.nice())
+    return found
+
+
 def test_a_table_over_memory_max_ends_failed_naming_the_limit_and_the_others_load(limited_worker) -> None:
-    env, worker_log = limited_worker
-    proc = subprocess.run([ETLCTL, "run"], env=env, capture_output=True, text=True, check=False, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
+    env, worker_log, worker = limited_worker
+    batch = subprocess.Popen(
+        [ETLCTL, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    nices = until(lambda: (found := _forked(worker))["runs"] and found, 120, "a table run forked")
+    stdout, stderr = batch.communicate(timeout=600)
+    assert nices == {"server": {0}, "runs": {5}}, "[workers] nice applies to each run, not the fork server"
+    out = stdout + stderr
+    assert batch.returncode == 1, out
     assert "2 of 3 tables succeeded; failed: wide" in out, out
-    wide = next(line for line in proc.stdout.splitlines() if line.startswith("wide "))
+    wide = next(line for line in stdout.splitlines() if line.startswith("wide "))
     assert "failed" in wide and f"memory_max = {LIMIT}" in wide and "MiB" in wide, wide
     from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 
