@@ -153,6 +153,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     )
 
 
+def worker_limits(path: str | os.PathLike[str] | None = None) -> WorkerLimits:
+    """Only the [workers] section, for a worker at its start: none when there is no file."""
+    resolved = config_path(path)
+    try:
+        raw = tomllib.loads(resolved.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return WorkerLimits()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {resolved} is not valid TOML: {exc}") from None
+    return parse_limits(_expand_env(_section(raw, "workers")))
+
+
 def _expand_env(value: Any, quote_values: bool = False) -> Any:
     """Replace ${NAME} everywhere; inside URLs the value is %-quoted so any password parses."""
     if isinstance(value, str):

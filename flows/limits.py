@@ -7,16 +7,15 @@
     nice = 10              # every table run's scheduling priority
 
 Sizes are bytes, or a number with K, M, G or T (powers of 1024, as systemd reads them). Parsed
-once here for `load_config` (so `etlctl config check` reports a bad value) and for the worker,
-which reads only this section: its runs are bounded even when the rest of the file is broken.
+here for `load_config` (so `etlctl config check` reports a bad value) and for the worker, which
+reads only this section (`flows.config.worker_limits`): its runs are bounded even when the rest
+of the file is broken.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flows.errors import ConfigError
@@ -56,20 +55,6 @@ def parse_limits(raw: dict[str, Any]) -> WorkerLimits:
             f"memory_max ({raw['memory_max']!r})"
         )
     return WorkerLimits(memory_max, memory_high, _percent(raw, "cpu_quota"), _nice(raw))
-
-
-def read_worker_limits(path: Path) -> WorkerLimits:
-    """Only the [workers] section of the file at `path`; no limits when there is no such file."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return WorkerLimits()
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    section = raw.get("workers", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{WHERE} must be a table, not {type(section).__name__}")
-    return parse_limits(section)
 
 
 def size_text(size: int) -> str:

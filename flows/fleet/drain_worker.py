@@ -33,12 +33,11 @@ from prefect.runner._flow_run_executor import FlowRunExecutorContext
 from prefect.types._datetime import now
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
-from flows.config import config_path
+from flows.config import worker_limits
 from flows.fleet.launcher import ForkServer, WarmStarter
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.processes import flow_run_processes
-from flows.limits import read_worker_limits
 
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
@@ -61,7 +60,7 @@ class DrainingProcessWorker(ProcessWorker):
         self._host_drain_flag = False
         self._executor_context: FlowRunExecutorContext | None = None
         self._executor_context_ready = anyio.Event()
-        self._limits = read_worker_limits(config_path())  # [workers]: read once, at the worker's start
+        self._limits = worker_limits()  # [workers]: read once, at the worker's start
         if self._limits.cpu_quota is not None and SYSTEMD_ENV not in os.environ:
             self._logger.warning(
                 "[workers] cpu_quota applies only to workers run by systemd (CPUQuota= in their unit); "

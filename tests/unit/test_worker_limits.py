@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import load_config
+from flows.config import load_config, worker_limits
 from flows.errors import ConfigError
 from flows.fleet.memory_watch import over_limit, run_label
 from flows.fleet.render import render_systemd
-from flows.limits import WorkerLimits, parse_limits, read_worker_limits, size_text
+from flows.limits import WorkerLimits, parse_limits, size_text
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))
 UNIT = "etl-worker@.service"
@@ -67,7 +67,7 @@ def test_a_bad_limit_is_one_line_naming_key_and_value(tmp_path, line, message) -
         load_config(path)
     assert message in str(raised.value) and "\n" not in str(raised.value)
     with pytest.raises(ConfigError):  # the worker reads the same section alike
-        read_worker_limits(path)
+        worker_limits(path)
 
 
 def test_config_check_reports_a_bad_limit_and_exits_2(tmp_path) -> None:
@@ -80,11 +80,13 @@ def test_config_check_reports_a_bad_limit_and_exits_2(tmp_path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_the_config_carries_the_limits_and_a_missing_file_means_none(tmp_path) -> None:
+def test_the_config_carries_the_limits_and_a_missing_file_means_none(tmp_path, monkeypatch) -> None:
     path = _config(tmp_path, 'memory_max = "768M"\nnice = 10')
     assert load_config(path).workers == WorkerLimits(memory_max=768 * 1024**2, nice=10)
-    assert read_worker_limits(path) == load_config(path).workers
-    assert read_worker_limits(tmp_path / "missing.toml") == WorkerLimits()
+    assert worker_limits(path) == load_config(path).workers
+    assert worker_limits(tmp_path / "missing.toml") == WorkerLimits()
+    monkeypatch.setenv("ETL_MEMORY", "640M")
+    assert worker_limits(_config(tmp_path, 'memory_max = "${ETL_MEMORY}"')).memory_max == 640 * 1024**2
 
 
 def _unit(limits: WorkerLimits | None) -> str:
