@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.config import DEFAULT_POOL, pool_from_env
+from flows.config import CONFIG_ENV, DEFAULT_POOL, pool_from_env, worker_limits
 from flows.errors import PrefectUnavailableError
 from flows.fleet.envfile import read_env_file
 from flows.fleet.naming import API_ENV, WORKER_ENV, WORKER_TYPE
@@ -66,5 +66,6 @@ def exec_worker(name: str, pool: str | None, limit: int, env_file: Path | None) 
             f"{API_ENV} is not set for worker {name}; put it in the env file"
             + (f" {env_file}" if env_file else "")
         )
+    worker_limits(env.get(CONFIG_ENV))  # a bad [workers] value: etlctl's one line, not the worker's traceback
     command = worker_command(name, pool, limit)
     os.execve(command[0], command, worker_env(env, name))

@@ -145,3 +145,25 @@ def test_register_systemd_renders_the_configs_limits_into_the_worker_unit(tmp_pa
     unit = proc.stdout[start : proc.stdout.index("# ---- ", start)]
     for line in ("MemoryMax=1G", "MemoryHigh=900M", "CPUQuota=50%", "Nice=5"):
         assert f"\n{line}\n" in unit, line
+
+
+def test_workers_exec_refuses_a_bad_limit_in_one_line_before_becoming_the_worker(tmp_path) -> None:
+    """What supervisord and systemd run: the env file names the config; nothing is exec'd."""
+    env_file = tmp_path / "etlctl.env"
+    config = _config(tmp_path, "nice = 42")
+    env_file.write_text(f"PREFECT_API_URL=http://127.0.0.1:9/api\nETLCTL_CONFIG={config}\n")
+    proc = subprocess.run(
+        [ETLCTL, "workers", "exec", "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()
+        == ["Error: nice in [workers] must be a whole number from -20 to 19, not 42"]
+        or "nice in [workers]" in proc.stderr.strip().splitlines()[-1]
+    ), proc.stderr
