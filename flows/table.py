@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.config import load_config
+from flows.etl.progress import ProgressRecorder
 from flows.etl.step import run_table
 from flows.fleet.naming import WORKER_ENV
 from flows.names import TABLE_FLOW
@@ -30,13 +31,11 @@ def process_table_etl(table: str, batch_id: str | None = None) -> dict[str, Any]
     config = load_config()
     worker = worker_name()
     logger.info("table %r on %s: %s -> %s", table, worker, config.source_url, config.target_url)
-    result = run_table(
-        config,
-        table,
-        batch_id,
-        worker=worker,
-        on_chunk=lambda rows: logger.info("table %r: %d rows read", table, rows),
-    )
+    record = ProgressRecorder(config, table, batch_id)
+    try:
+        result = run_table(config, table, batch_id, worker=worker, on_chunk=record)
+    finally:
+        record.close()
     logger.info(
         "table %r done: %d read, %d written in %.1f s",
         table,
