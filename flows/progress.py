@@ -11,6 +11,7 @@ change, and the running tables' rows every `ROWS_EVERY` seconds, so a journal st
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,8 +126,33 @@ def plain_or_live(label: str, logger, terminal: bool | None = None) -> Iterator[
         yield LineView(label, logger)
         return
     console = Console(file=sys.stdout)
-    with Live(console=console, auto_refresh=False, transient=False) as live:
+    with Live(console=console, auto_refresh=False, transient=False) as live, _logs_above(live.console):
         yield LiveView(label, live)
+
+
+@contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """Prefect's console handlers print through the live console while it draws, so their lines go
+    above the view instead of through it (they hold the stderr of their set-up, not Live's)."""
+    handlers = [
+        h
+        for logger in [logging.getLogger(), *_prefect_loggers()]
+        for h in logger.handlers
+        if isinstance(getattr(h, "console", None), Console) and h.console.is_terminal
+    ]
+    saved = [h.console for h in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, own in zip(handlers, saved, strict=True):
+            handler.console = own
+
+
+def _prefect_loggers() -> list[logging.Logger]:
+    names = [n for n in logging.root.manager.loggerDict if n == "prefect" or n.startswith("prefect.")]
+    return [logging.getLogger(n) for n in names]
 
 
 def _clock(seconds: float) -> str:

@@ -13,8 +13,9 @@ Three cases, each judged from what Prefect already holds:
   - any run Pending longer than `PENDING_LIMIT` (its worker lives but the start failed unreported,
     e.g. across a server restart).
 A run is traced to its worker by the `prefect.worker.name` label the worker sets when it claims it.
-Marking a run Crashed is safe even if its process starts after all: Prefect refuses a terminal run
-the move to Running, so the table loads once.
+Prefect lets a Crashed run move to Running, so a process that starts after all (its worker was
+frozen, not dead) would load the table a second time: the table flow asks `given_up` first and
+ends Cancelled without loading.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, Worker
 from prefect.states import Crashed
 
-from flows.fleet.naming import WORKER_LABEL, host_of_worker, run_host
+from flows.fleet.naming import RESUBMITTED, WORKER_LABEL, host_of_worker, run_host
 
 PENDING_LIMIT = 300  # seconds; a claimed run normally leaves Pending within seconds
 STALE_BEATS = 2.5  # heartbeats a live worker never misses; Prefect waits 3 before OFFLINE
@@ -49,11 +51,23 @@ def crash_lost_runs(
     for run in unfinished:
         why = lost_reason(run, now, lost, dead)
         if why:
-            message = f"{why}; the table will be resubmitted"
+            message = f"{why}; {RESUBMITTED}"
             logger.warning("%s (%s)", message, run.name)
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
             run.state = client.read_flow_run(run.id).state
     return runs
+
+
+def given_up(client: SyncPrefectClient, run_id: UUID) -> str | None:
+    """Why this run was given up for resubmission, if it was since it was last scheduled (a person
+    may schedule it again on purpose)."""
+    why = None
+    for state in sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp):
+        if state.is_scheduled():
+            why = None
+        elif state.is_crashed() and RESUBMITTED in (state.message or ""):
+            why = state.message
+    return why
 
 
 def lost_reason(run: FlowRun, now: dt.datetime, lost: set[str], dead: set[str]) -> str | None:

@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
-from flows.fleet.naming import WORKER_LABEL
+from flows.fleet.naming import RESUBMITTED, WORKER_LABEL
 
 
 async def release_orphaned_claims(client: PrefectClient, worker: str, pool: str, logger: Any) -> int:
@@ -42,7 +42,7 @@ async def release_orphaned_claims(client: PrefectClient, worker: str, pool: str,
         r for r in pending if (r.labels or {}).get(WORKER_LABEL) == worker and not r.infrastructure_pid
     ]
     for run in orphans:
-        message = f"worker {worker} restarted after claiming the run, before starting it"
+        message = f"worker {worker} restarted after claiming the run, before starting it; {RESUBMITTED}"
         logger.log(logging.WARNING, "%s (%s): marking it Crashed for resubmission", message, run.name)
         await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
     return len(orphans)

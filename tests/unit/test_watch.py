@@ -135,3 +135,23 @@ def test_plain_lines_come_when_counts_change_not_at_every_poll(caplog):
     view.update(SNAP)
     view.update(SNAP)
     assert sum("4 done" in r.message for r in caplog.records) == 1
+
+
+def test_a_run_given_up_for_resubmission_is_refused_until_someone_schedules_it_again():
+    from prefect.states import Crashed, Pending, Running, Scheduled
+
+    from flows.fleet.naming import RESUBMITTED
+    from flows.rescue import given_up
+
+    def at(state, minute):
+        state.timestamp = NOW + dt.timedelta(minutes=minute)
+        return state
+
+    def client(*states):
+        return SimpleNamespace(read_flow_run_states=lambda run_id: list(states))
+
+    mine = Crashed(message=f"worker db-01 stopped heartbeating; {RESUBMITTED}")
+    assert given_up(client(at(Scheduled(), 0), at(Pending(), 1), at(mine, 2)), None) == mine.message
+    assert given_up(client(at(mine, 2), at(Scheduled(), 0)), None) == mine.message  # read in time order
+    assert given_up(client(at(Scheduled(), 0), at(Crashed(message="process killed"), 1)), None) is None
+    assert given_up(client(at(mine, 1), at(Scheduled(), 2), at(Running(), 3)), None) is None
