@@ -274,7 +274,13 @@ def deploy(settings: Settings) -> None:
     "--ping-url",
     envvar="ETLCTL_PING_URL",
     help="Dead-man's switch: GET <url>/start when the batch starts, <url>/<exit code> whenever "
-    "the command ends (0, 1, 2, 3, 4 or 75).",
+    "the command ends (0, 1, 2, 3, 4, 69 or 75).",
+)
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait on a work pool with no worker online before giving up with exit 69 "
+    "[default: [prefect] start_timeout, 300].",
 )
 @pass_settings
 def run(
@@ -282,11 +288,13 @@ def run(
     tables: tuple[str, ...],
     single_flow: bool,
     ping_url: str | None,
+    start_timeout: float | None,
 ) -> None:
     """Run the orchestrator here: one flow run per table on the workers, then the cleanups.
 
     Only one orchestrator runs at a time in the whole fleet. Exits 0 when every table loaded,
-    1 when any failed, 75 when skipped because another run is active (docs/exit-codes.md).
+    1 when any failed, 69 when no worker came online, 75 when skipped because another run is
+    active (docs/exit-codes.md).
     """
     from flows.ping import ping, pinged_exit
 
@@ -308,7 +316,7 @@ def run(
                 final = etl_all_tables(tables=list(tables) or None, return_state=True)
                 ok, message = final.is_completed(), final.message
             else:
-                report = run_batch(config, list(tables))
+                report = run_batch(config, list(tables), start_timeout)
                 print_results(report.results)
                 ok, message = report.ok, f"batch {report.batch_id}: {report.message}"
             click.echo(message)

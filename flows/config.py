@@ -30,6 +30,7 @@ DEFAULT_POOL = "etl-tables"  # the table pool when neither --pool, the environme
 # PREFECT_WORK_POOL (the name a Prefect deployment's operators already use).
 POOL_ENVS = ("ETLCTL_POOL", "PREFECT_WORK_POOL")
 MAX_KEEP_DAYS = 36500
+MAX_START_TIMEOUT = 86400.0  # a day: longer is a forgotten batch, not a slow start
 # PostgreSQL waits (flows.etl.pg_timeouts): seconds, default and the bounds a config may set
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_ANSWER_TIMEOUT = 900
@@ -70,6 +71,7 @@ class PrefectSettings:
     cleanup_pool: str = DEFAULT_POOL  # when unset in the file: the table pool, whose workers run them
     database_limit: int = 3
     poll_seconds: float = 2.0
+    start_timeout: float = 300.0  # how long `etlctl run` waits for a worker on an empty pool
     workers: int = DEFAULT_WORKERS
     keep_flow_runs_days: int = 30  # cleanup-flow-1 deletes finished flow runs older than this
 
@@ -281,6 +283,8 @@ def _prefect(raw: dict[str, Any]) -> PrefectSettings:
     values["table_pool"] = pool_from_env() or values["table_pool"]
     if "cleanup_pool" not in raw:
         values["cleanup_pool"] = values["table_pool"]
+    if not 0 < values["start_timeout"] <= MAX_START_TIMEOUT:
+        raise ConfigError(f"start_timeout in {where} must be between 0 and {MAX_START_TIMEOUT} seconds")
     if not 0 <= values["keep_flow_runs_days"] <= MAX_KEEP_DAYS:
         raise ConfigError(f"keep_flow_runs_days in {where} must be between 0 and {MAX_KEEP_DAYS}")
     return PrefectSettings(**values)

@@ -6,6 +6,7 @@ Exit codes (also in docs/exit-codes.md):
   2  bad input: configuration, unknown table, invalid option
   3  a database (source or target) cannot be reached
   4  the Prefect API cannot be reached or refused a request
+ 69  no worker came online on a work pool within the start timeout (EX_UNAVAILABLE)
  75  skipped: another orchestrator run is active somewhere in the fleet (EX_TEMPFAIL)
 """
 
@@ -44,6 +45,13 @@ class AlreadyRunningError(EtlError):
     """Another `etlctl run` holds the fleet-wide orchestrator lock; this one did nothing."""
 
     exit_code = 75
+
+
+class NoWorkerError(EtlError):
+    """No worker was online on a pool the batch needs for the whole start timeout; its runs were
+    cancelled, so a worker started later does not load them with nobody waiting."""
+
+    exit_code = 69
 
 
 class DuplicateKeyError(EtlError):

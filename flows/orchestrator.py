@@ -11,115 +11,26 @@ read here, the cleanups run regardless, and the flow ends Failed naming the fail
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
-from prefect.states import Completed, Crashed, Failed, State
+from prefect.states import Completed, Failed, State
 
 from flows.config import load_config
 from flows.etl.batch import new_batch_id
 from flows.etl.plan import checked_plans
-from flows.fleet.flow_runs import runs_by_id
-from flows.fleet.naming import host_of_worker, run_host
+from flows.etl.progress import rows_reader
 from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag, deployment
 from flows.submit import Submission, submit_all
+from flows.watch import wait_for_runs
 
 TABLE_DEPLOYMENT = deployment(TABLE_FLOW)
 CLEANUP_DEPLOYMENTS = tuple(deployment(name) for name in CLEANUP_FLOWS)
 CRASH_RESUBMITS = 1
-PENDING_LIMIT = 300  # seconds; a claimed run normally leaves Pending within seconds
-
-
-def wait_for_runs(
-    ids: Collection[UUID], poll_seconds: float, label: str = "runs", pool: str | None = None
-) -> dict[UUID, FlowRun]:
-    """Poll until every run is in a final state: one filtered query per 200 runs per poll.
-
-    With `pool`, a run left Running on a host whose workers have all gone offline (the host died:
-    nothing is left there to report the run's end) is marked Crashed, so it can be resubmitted.
-    """
-    logger = get_run_logger()
-    pending, done = set(ids), {}
-    last = None
-    with get_client(sync_client=True) as client:
-        while pending:
-            runs = runs_by_id(client, pending)
-            if pool:
-                runs = _crash_runs_of_lost_hosts(client, runs, pool, logger)
-            running = 0
-            for run in runs:
-                if run.state is not None and run.state.is_final():
-                    done[run.id] = run
-                    pending.discard(run.id)
-                elif run.state is not None and run.state.is_running():
-                    running += 1
-            failed = sum(1 for r in done.values() if not r.state.is_completed())
-            progress = (len(done), running, failed, len(pending) - running)
-            if progress != last:
-                logger.info(
-                    "%s: %d done (%d failed), %d running, %d waiting of %d",
-                    label,
-                    progress[0],
-                    failed,
-                    running,
-                    progress[3],
-                    len(ids),
-                )
-                last = progress
-            if pending:
-                time.sleep(poll_seconds)
-    return done
-
-
-def _crash_runs_of_lost_hosts(client, runs: list[FlowRun], pool: str, logger) -> list[FlowRun]:
-    """Mark Crashed the unfinished runs that nothing will ever finish, so they can be resubmitted:
-    those of hosts known to the pool whose workers are all offline, and those stuck Pending (a
-    worker killed between claiming a run and starting its process leaves it Pending for ever).
-
-    A host is judged only by workers named after it (`<host>-NN`), so a run whose host is unknown
-    to the pool is left alone rather than guessed about.
-    """
-    unfinished = [r for r in runs if r.state and not r.state.is_final()]
-    now = dt.datetime.now(dt.UTC)
-    stuck = {
-        r.id
-        for r in unfinished
-        if r.state.is_pending() and (now - r.state.timestamp).total_seconds() > PENDING_LIMIT
-    }
-    hosts = [(run_host(r.labels), r) for r in unfinished]
-    lost: set[str] = set()
-    if any(host for host, _ in hosts):
-        workers = client.read_workers_for_work_pool(pool)
-        lost = lost_hosts(
-            {host for host, _ in hosts if host}, {w.name: w.status == "ONLINE" for w in workers}
-        )
-    for host, run in hosts:
-        if host in lost or run.id in stuck:
-            why = f"host {host} lost: none of its workers is online" if host in lost else "stuck Pending"
-            message = f"{why}; the table will be resubmitted"
-            logger.warning("%s (%s)", message, run.name)
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-            run.state = client.read_flow_run(run.id).state
-    return runs
-
-
-def lost_hosts(hosts: set[str], workers: dict[str, bool]) -> set[str]:
-    """Of `hosts`, those the pool knows (some worker is named after them) with no worker online.
-
-    `workers` maps each worker name of the pool to whether it is online. A host the pool has never
-    seen is not judged: its runs may come from a worker outside etlctl's naming.
-    """
-    known = {host_of_worker(name) for name in workers}
-    online = {host_of_worker(name) for name, is_online in workers.items() if is_online}
-    return {host for host in hosts if host in known and host not in online}
 
 
 def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[str], name: str) -> UUID:
@@ -159,10 +70,17 @@ def default_batch_id() -> str:
 
 
 @flow(name=ORCHESTRATOR_FLOW, persist_result=False)
-def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> State:
-    """Fan out one `process-table-etl` run per table, wait for all, then run both cleanups."""
+def main_etl(
+    tables: list[str] | None = None, batch_id: str | None = None, start_timeout: float | None = None
+) -> State:
+    """Fan out one `process-table-etl` run per table, wait for all, then run both cleanups.
+
+    `start_timeout` (default: [prefect] start_timeout) bounds the wait on a pool with no worker online.
+    """
     logger = get_run_logger()
     config = load_config()
+    prefect = config.prefect
+    patience = start_timeout or prefect.start_timeout
     batch = batch_id or default_batch_id()
     names = [plan.name for plan in checked_plans(config, tables)]
     tags = [batch_tag(batch)]
@@ -170,9 +88,8 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
     by_table: dict[str, FlowRun] = {}
     todo = _submit_tables(names, batch, tags, attempt=1)
     for attempt in range(CRASH_RESUBMITS + 1):
-        finished = wait_for_runs(
-            todo.values(), config.prefect.poll_seconds, "tables", config.prefect.table_pool
-        )
+        with rows_reader(config, batch) as rows:
+            finished = wait_for_runs(todo, prefect.poll_seconds, "tables", prefect.table_pool, patience, rows)
         by_table.update({name: finished[run_id] for name, run_id in todo.items()})
         crashed = [name for name, run_id in todo.items() if finished[run_id].state.is_crashed()]
         if not crashed or attempt == CRASH_RESUBMITS:
@@ -185,7 +102,8 @@ def main_etl(tables: list[str] | None = None, batch_id: str | None = None) -> St
         _submit(dep, f"{batch}:{dep}", params, tags, dep.split("/")[0])
         for dep, params in zip(CLEANUP_DEPLOYMENTS, cleanup_params, strict=True)
     ]
-    cleaned = wait_for_runs(cleanups, config.prefect.poll_seconds, "cleanups", config.prefect.cleanup_pool)
+    by_name = dict(zip(CLEANUP_DEPLOYMENTS, cleanups, strict=True))
+    cleaned = wait_for_runs(by_name, prefect.poll_seconds, "cleanups", prefect.cleanup_pool, patience)
     broken = [
         dep
         for dep, run_id in zip(CLEANUP_DEPLOYMENTS, cleanups, strict=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.config import Config
+from flows.errors import NoWorkerError
 from flows.etl import state as st
 from flows.etl.batch import new_batch_id
 from flows.etl.history import batch_results
@@ -25,11 +26,16 @@ class BatchReport:
     results: list[st.TableResult] = field(default_factory=list)
 
 
-def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
-    """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them."""
+def run_batch(
+    config: Config, tables: list[str] | None = None, start_timeout: float | None = None
+) -> BatchReport:
+    """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them
+    (but does for a pool no worker came to: NoWorkerError, exit 69)."""
     batch = new_batch_id()
-    final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
+    final = main_etl(tables=tables or None, batch_id=batch, start_timeout=start_timeout, return_state=True)
     summary = final.result(raise_on_failure=False)
+    if isinstance(summary, NoWorkerError):
+        raise summary
     prefect_states = summary.get("tables", {}) if isinstance(summary, dict) else {}
     errors = summary.get("errors", {}) if isinstance(summary, dict) else {}  # e.g. over memory_max
     recorded = {r.table: r for r in batch_results(config, batch)}

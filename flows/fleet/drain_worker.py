@@ -37,6 +37,7 @@ from flows.config import worker_limits
 from flows.fleet.launcher import ForkServer, WarmStarter
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
+from flows.fleet.orphans import release_orphaned_claims
 from flows.fleet.processes import flow_run_processes
 
 DEFAULT_DRAIN_SECONDS = 600.0
@@ -58,6 +59,7 @@ class DrainingProcessWorker(ProcessWorker):
         self._slot_freed = anyio.Event()
         self._poll_lock = anyio.Lock()
         self._host_drain_flag = False
+        self._orphans_released = False
         self._executor_context: FlowRunExecutorContext | None = None
         self._executor_context_ready = anyio.Event()
         self._limits = worker_limits()  # [workers]: read once, at the worker's start
@@ -85,6 +87,9 @@ class DrainingProcessWorker(ProcessWorker):
             self._host_drained = True
             return []
         self._host_drained = False
+        if not self._orphans_released:  # before this life claims anything of its own
+            await release_orphaned_claims(self.client, self.name, self._work_pool_name, self._logger)
+            self._orphans_released = True  # an API error above retries at the next poll
         return await super().get_and_submit_flow_runs()
 
     async def start(self, *args: Any, **kwargs: Any) -> None:

@@ -34,6 +34,9 @@ def host_of_worker(name: str) -> str:
 
 
 WORKER_LABEL = "prefect.worker.name"
+# Ends the message of every run marked Crashed to be resubmitted (by the orchestrator or by a
+# restarted worker); a run whose process starts after such a state ends without loading.
+RESUBMITTED = "the table will be resubmitted"
 
 
 def run_host(labels: Mapping[str, object] | None) -> str | None:

@@ -160,7 +160,7 @@ def test_only_columns_that_need_it_get_a_value_adapter():
 
 
 def test_a_host_is_lost_only_when_the_pool_knows_it_and_none_of_its_workers_is_online():
-    from flows.orchestrator import lost_hosts
+    from flows.rescue import lost_hosts
 
     workers = {"db-01": False, "db-02": False, "db-07-01": True, "app-01": True, "app-02": False}
     assert lost_hosts({"db", "db-07", "app", "stranger"}, workers) == {"db"}
