@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, insert
+from sqlalchemy.exc import DataError
 
 READ_CURSOR = "etlctl_read"
 
@@ -41,6 +42,8 @@ def stream_rows(conn: Connection, query: Select, chunk_size: int) -> Iterator[li
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(chunk_size):
             yield chunk
+    except conn.dialect.loaded_dbapi.DataError as exc:  # a value the driver cannot turn into Python
+        raise DataError(sql, params, exc) from exc
     finally:
         cursor.close()
 

@@ -114,7 +114,9 @@ def upsert_rows(
     The WHERE on the update makes a re-read of rows already loaded (the watermark tie) a no-op,
     so a rerun with no source change writes nothing.
     """
-    written = conn.execute(upsert(conn.dialect, table, key, names, delta)).rowcount
+    # RETURNING counts exactly the rows written; rowcount of INSERT ... SELECT is -1 on PostgreSQL.
+    stmt = upsert(conn.dialect, table, key, names, delta).returning(table.c[key[0]])
+    written = len(conn.execute(stmt).all())
     conn.execute(delete(delta))
     return written
 
