@@ -1,16 +1,17 @@
-"""Reading a source table: rows stream out in chunks of plain tuples, never the whole table.
+"""Reading a source table: the query that reads it, and its row count in the same snapshot.
 
-`yield_per` asks for a server-side cursor where the driver has one (psycopg, pg8000) and bounds the
-client-side buffer where it does not (pysqlite already steps through rows lazily).
+The rows themselves stream out in chunks of plain tuples through `driver.stream_rows`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, select
 from sqlalchemy.sql.elements import ColumnElement
+
+from flows.etl.typemap import Verbatim, source_dialect
 
 
 def source_query(
@@ -24,13 +25,14 @@ def source_query(
     `columns` is the SELECT list (typemap.read_columns); default: the table's columns as they are.
 
     `>=` rather than `>`: rows sharing the watermark value may have arrived after the last load,
-    and the upsert makes re-reading the ones already loaded harmless.
+    and the upsert makes re-reading the ones already loaded harmless. The watermark is bound as the
+    driver stores it (a SQLite timestamp as its text), so the driver can run the query as it is.
     """
     query = select(*columns) if columns is not None else select(table)
     if cursor is not None:
         column = table.c[cursor]
         if since is not None:
-            query = query.where(column >= since)
+            query = query.where(column >= _as_stored(column, since))
         query = query.order_by(column)
     return query
 
@@ -40,8 +42,8 @@ def count_rows(conn: Connection, query: Select) -> int:
     return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
 
 
-def stream_chunks(conn: Connection, query: Select, chunk_size: int) -> Iterator[Sequence[tuple]]:
-    """Chunks of at most `chunk_size` rows; memory holds one chunk, whatever the table size."""
-    result = conn.execution_options(yield_per=chunk_size).execute(query)
-    for partition in result.partitions(chunk_size):
-        yield [tuple(row) for row in partition]
+def _as_stored(column: ColumnElement, value: Any) -> ColumnElement:
+    dialect = source_dialect(column.table)
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    stored = process(value) if process else value
+    return bindparam("since", stored, type_=Verbatim(column.type))

@@ -2,10 +2,11 @@
 
     result = run_table(load_config("etlctl.toml"), "orders", batch_id="2026-11-28")
 
-Full mode reads a snapshot of the table, stages it, checks the row count and swaps it in with its
-state row in one transaction. Incremental mode reads rows at or after the stored watermark in cursor
-order and commits each chunk together with the watermark it reached, so a crash at any point resumes
-without losing or duplicating a row.
+Full mode reads a snapshot of the table, replaces the target's rows with it, checks the row count
+and writes its state row, all in one target transaction (writer.py says where the rows wait before
+that transaction on each target; attach.py lets SQLite copy a SQLite file by itself). Incremental mode
+reads rows at or after the stored watermark in cursor order and commits each chunk together with the
+watermark it reached, so a crash at any point resumes without losing or duplicating a row.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from sqlalchemy.exc import DataError
 from flows.config import Config, TableOptions
 from flows.errors import RowCountMismatchError, UnsupportedError, first_line
 from flows.etl import state as st
+from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
+from flows.etl.driver import stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
-from flows.etl.reader import count_rows, source_query, stream_chunks
+from flows.etl.reader import count_rows, source_query
 from flows.etl.typemap import adapt_rows, cursor_value, read_columns, value_adapters
 from flows.etl.writer import (
+    clear,
+    count,
     create_staging,
     ensure_target,
-    insert_rows,
+    replaces_in_place,
     swap_in,
     target_table,
     upsert_rows,
@@ -85,7 +90,11 @@ def run_table(
                 load = _Incremental(src, tgt, source, target, options, on_chunk)
                 result = load.run(result, key, state, finish)
             else:
-                result = _Full(src, tgt, source, target, options, on_chunk).run(result, finish)
+                load = _Full(src, tgt, source, target, options, on_chunk)
+                if attachable(src, tgt, source, config.source_schema):
+                    result = load.run_attached(result, finish)
+                else:
+                    result = load.run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
         result.error = _failure_text(exc)
@@ -119,7 +128,7 @@ class _Load:
         in the target."""
         adapters = value_adapters(self.source, self.tgt.dialect)
         try:
-            for chunk in stream_chunks(self.src, query, self.options.chunk_size):
+            for chunk in stream_rows(self.src, query, self.options.chunk_size):
                 yield chunk, adapt_rows(chunk, adapters)
         except DataError as exc:  # e.g. a PostgreSQL date of 'infinity', which Python cannot hold
             raise UnsupportedError(
@@ -139,24 +148,53 @@ class _Full(_Load):
     def run(self, result: st.TableResult, finish: Finish) -> st.TableResult:
         query = self.query()
         expected = count_rows(self.src, query)
+        if replaces_in_place(self.tgt):
+            with self.tgt.begin():
+                ensure_target(self.tgt, self.target)
+                clear(self.tgt, self.target)
+                self.copy(query, self.target, result)
+                self.check(result, expected, count(self.tgt, self.target), finish)
+            return result
         with self.tgt.begin():
             staging = create_staging(self.tgt, self.target)
-        for _, chunk in self.chunks(query):
-            with self.tgt.begin():
-                insert_rows(self.tgt, staging, self.names, chunk)
-            result.rows_read += len(chunk)
-            self.progress(result.rows_read)
+        self.copy(query, staging, result, commit_each=True)
         with self.tgt.begin():
             ensure_target(self.tgt, self.target)
-            loaded = swap_in(self.tgt, staging, self.target)
-            if loaded != expected or result.rows_read != expected:
-                raise RowCountMismatchError(
-                    f"table {self.source.name!r}: source has {expected} rows, read "
-                    f"{result.rows_read}, staged {loaded}; target left unchanged"
-                )
-            result.rows_written = loaded
-            finish(self.tgt, result)
+            self.check(result, expected, swap_in(self.tgt, staging, self.target), finish)
         return result
+
+    def run_attached(self, result: st.TableResult, finish: Finish) -> st.TableResult:
+        """SQLite copies the attached source file itself, in the one load transaction."""
+        with attached(self.tgt, self.src), self.tgt.begin():
+            ensure_target(self.tgt, self.target)
+            expected = count_attached(self.tgt, self.source)
+            clear(self.tgt, self.target)
+            for copied in copy_attached(self.tgt, self.source, self.target, self.options.chunk_size):
+                result.rows_read += copied
+                self.progress(result.rows_read)
+            self.check(result, expected, count(self.tgt, self.target), finish)
+        return result
+
+    def copy(self, query: Select, into: Table, result: st.TableResult, commit_each: bool = False) -> None:
+        """Every row of `query` into `into`; `commit_each` commits every chunk on its own."""
+        for _, chunk in self.chunks(query):
+            if commit_each:
+                with self.tgt.begin():
+                    write_rows(self.tgt, into, self.names, chunk)
+            else:
+                write_rows(self.tgt, into, self.names, chunk)
+            result.rows_read += len(chunk)
+            self.progress(result.rows_read)
+
+    def check(self, result: st.TableResult, expected: int, loaded: int, finish: Finish) -> None:
+        """The row-count check and the state row, in the transaction that replaces the rows."""
+        if loaded != expected or result.rows_read != expected:
+            raise RowCountMismatchError(
+                f"table {self.source.name!r}: source has {expected} rows, read "
+                f"{result.rows_read}, loaded {loaded}; target left unchanged"
+            )
+        result.rows_written = loaded
+        finish(self.tgt, result)
 
 
 class _Incremental(_Load):
@@ -167,6 +205,7 @@ class _Incremental(_Load):
         at = self.names.index(cursor)
         with self.tgt.begin():
             ensure_target(self.tgt, self.target)
+            delta = create_staging(self.tgt, self.target)
         result.watermark_after = result.watermark_before
         query = self.query(cursor, result.watermark_before)
         as_cursor = cursor_value(self.source, cursor)
@@ -179,7 +218,8 @@ class _Incremental(_Load):
                 outcome="running",
             )
             with self.tgt.begin():
-                pending.rows_written += upsert_rows(self.tgt, self.target, key, self.names, chunk)
+                write_rows(self.tgt, delta, self.names, chunk)
+                pending.rows_written += upsert_rows(self.tgt, self.target, key, delta, self.names)
                 st.save_state(self.tgt, state, pending)
             # Only what committed counts: a failure records the watermark this chunk reached.
             result.rows_read = pending.rows_read

@@ -1,9 +1,15 @@
-"""Writing into the target: create and evolve the table, stage and swap a full load, upsert deltas.
+"""Writing into the target: create and evolve the table, replace a full load, upsert deltas.
 
-A full load is written to a TEMPORARY staging table (private to this connection, gone if the process
-dies) and then swapped in with one short transaction: DELETE the target's rows, INSERT ... SELECT from
-staging. Readers see the old rows until that transaction commits and the new rows after; the target
-keeps its own indexes, grants and dependent views.
+A full load replaces the target's rows in one transaction (DELETE, then the new rows): readers see
+the old rows until it commits and the new rows after, and the target keeps its own indexes, grants
+and dependent views. Where the new rows go first depends on the target (docs/performance.md):
+
+- PostgreSQL: straight into the target, inside that one transaction (`replaces_in_place`): MVCC
+  keeps readers on the old rows, so every row is written once.
+- SQLite: a TEMPORARY staging table (private to this connection, gone if the process dies), then
+  one short swap transaction (`swap_in`). SQLite has one writer per file: loading straight into the
+  target would hold the file's write lock for the whole read of the source, and every other table
+  loading into the same file would wait that long.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -76,56 +83,60 @@ def create_staging(conn: Connection, table: Table) -> Table:
     return staging
 
 
-def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:
-    """Append rows: PostgreSQL's COPY through psycopg where available, executemany elsewhere."""
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_rows(conn, table, names, rows)
-        return
-    conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+def replaces_in_place(conn: Connection) -> bool:
+    """Whether a full load writes straight into the target inside its one transaction."""
+    return conn.dialect.name == "postgresql"
 
 
-def _copy_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:
-    """COPY ... FROM STDIN in the connection's own transaction; psycopg adapts each Python value."""
-    preparer = conn.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in names)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+def clear(conn: Connection, table: Table) -> None:
+    """Delete the target's rows in the load's transaction (not TRUNCATE: readers keep reading)."""
+    conn.execute(delete(table))
+
+
+def count(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def swap_in(conn: Connection, staging: Table, target: Table) -> int:
     """Replace the target's rows with staging's; returns the target's row count after the swap."""
     names = [c.name for c in staging.columns]
-    conn.execute(delete(target))
+    clear(conn, target)
     conn.execute(insert(target).from_select(names, select(*staging.columns)))
-    return int(conn.execute(select(func.count()).select_from(target)).scalar_one())
+    return count(conn, target)
 
 
 def upsert_rows(
-    conn: Connection, table: Table, key: Sequence[str], names: Sequence[str], rows: Sequence[tuple]
+    conn: Connection, table: Table, key: Sequence[str], delta: Table, names: Sequence[str]
 ) -> int:
-    """Insert new rows, update changed ones, leave identical ones alone; returns rows written.
+    """Insert `delta`'s rows that are new, update changed ones, leave identical ones alone, in one
+    statement; empties `delta` and returns the rows written.
 
     The WHERE on the update makes a re-read of rows already loaded (the watermark tie) a no-op,
     so a rerun with no source change writes nothing.
     """
-    make_insert = _UPSERT_INSERTS.get(conn.dialect.name)
+    # RETURNING counts exactly the rows written; rowcount of INSERT ... SELECT is -1 on PostgreSQL.
+    stmt = upsert(conn.dialect, table, key, names, delta).returning(table.c[key[0]])
+    written = len(conn.execute(stmt).all())
+    conn.execute(delete(delta))
+    return written
+
+
+def upsert(dialect: Dialect, table: Table, key: Sequence[str], names: Sequence[str], delta: Table):
+    """`INSERT INTO table SELECT * FROM delta ON CONFLICT (key) DO UPDATE ... WHERE changed`.
+
+    The one upsert of both dialects; the benchmark runs the same statement as its native baseline.
+    """
+    make_insert = _UPSERT_INSERTS.get(dialect.name)
     if make_insert is None:
-        raise UnsupportedError(f"incremental loads into {conn.dialect.name} are not supported yet")
-    stmt = make_insert(table)
+        raise UnsupportedError(f"incremental loads into {dialect.name} are not supported yet")
+    # WHERE true: SQLite would otherwise read ON CONFLICT as part of a join in the SELECT
+    rows = select(*(delta.c[n] for n in names)).where(true())
+    stmt = make_insert(table).from_select(names, rows)
     others = [n for n in names if n not in key]
-    if others:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key],
-            set_={n: stmt.excluded[n] for n in others},
-            where=or_(
-                *(comparable(table.c[n]).is_distinct_from(comparable(stmt.excluded[n])) for n in others)
-            ),
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[k] for k in key])
-    # RETURNING counts exactly the rows written, whichever way the driver batches executemany.
-    stmt = stmt.returning(table.c[key[0]])
-    result = conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in rows])
-    return len(result.all())
+    if not others:
+        return stmt.on_conflict_do_nothing(index_elements=[table.c[k] for k in key])
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in key],
+        set_={n: stmt.excluded[n] for n in others},
+        where=or_(*(comparable(table.c[n]).is_distinct_from(comparable(stmt.excluded[n])) for n in others)),
+    )

@@ -148,3 +148,34 @@ def _config(tmp_path, source: str, target: str, names: list[str] | None = None):
         "[tables.defaults]\nchunk_size = 5000\n".replace("'", '"')
     )
     return path
+
+
+@pytest.mark.parametrize("source", ["sqlite-source", "pg-source"])
+def test_full_load_into_postgres_replaces_in_place_and_readers_see_old_rows(databases, tmp_path, source):
+    """PostgreSQL full loads COPY straight into the target inside one transaction: no staging table,
+    readers see the old rows throughout, a failure leaves them, a rerun equals the source."""
+    config = load_config(_config(tmp_path, databases[source], databases["pg-target"], names=["measurements"]))
+    run_table(config, "measurements")
+    target = make_engine(config.target_url, "target")
+    before = fingerprint(target, "measurements")
+    mutate = make_engine(config.source_url, "target")
+    with mutate.begin() as conn:
+        conn.execute(text("DELETE FROM measurements WHERE id % 3 = 0"))
+    seen: list[tuple[tuple[int, str], list[str]]] = []
+
+    def look_then_fail(rows_read: int) -> None:
+        with target.connect() as conn:
+            tables = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+            seen.append((fingerprint(target, "measurements"), sorted(tables)))
+        if rows_read >= 15_000:
+            raise RuntimeError("injected failure after 3 chunks")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_table(config, "measurements", on_chunk=look_then_fail)
+    assert [print_ for print_, _ in seen] == [before] * 3
+    assert not any(t.startswith("_etlctl_stage") for _, tables in seen for t in tables)
+    assert fingerprint(target, "measurements") == before
+    assert run_table(config, "measurements").rows_written == fingerprint(mutate, "measurements")[0]
+    assert fingerprint(target, "measurements") == fingerprint(mutate, "measurements") != before
