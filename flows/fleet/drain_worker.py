@@ -14,6 +14,10 @@ finds it, and it changes only that: on SIGTERM or SIGINT it stops claiming runs,
 has finish, and exits 0. A run still going after $ETLCTL_DRAIN_SECONDS (default 600) is sent
 SIGTERM while this worker still reads its output, so Prefect records it Crashed and the orchestrator
 resubmits the table. A second signal skips the wait.
+
+Limits (`[workers]` of the config, read at start; flows.limits): each forked run gets `nice`, and
+its RSS is watched against `memory_max` (flows.fleet.memory_watch): over it, the run is killed and
+ends Failed, naming the table and the limit. `cpu_quota` is systemd's to apply (CPUQuota=).
 """
 
 from __future__ import annotations

@@ -89,6 +89,19 @@ def test_the_config_carries_the_limits_and_a_missing_file_means_none(tmp_path, m
     assert worker_limits(_config(tmp_path, 'memory_max = "${ETL_MEMORY}"')).memory_max == 640 * 1024**2
 
 
+def _bare_etlctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """etlctl in a bare environment: no config, API or passwords beyond what `args` name."""
+    return subprocess.run(
+        [ETLCTL, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=60,
+    )
+
+
 def _unit(limits: WorkerLimits | None) -> str:
     units = render_systemd(2, "/opt/etlctl/venv/bin/etlctl", "etl", "/etc/etlctl/etlctl.env", limits=limits)
     return units[UNIT]
@@ -132,13 +145,8 @@ def test_the_failure_message_names_table_limit_and_rss() -> None:
 
 def test_register_systemd_renders_the_configs_limits_into_the_worker_unit(tmp_path) -> None:
     path = _config(tmp_path, 'memory_max = "1G"\nmemory_high = "900M"\ncpu_quota = "50%"\nnice = 5')
-    proc = subprocess.run(
-        [ETLCTL, "--config", str(path), "machine", "register", "--host", "db-07", "--systemd", "--dry-run"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    proc = _bare_etlctl(
+        tmp_path, "--config", str(path), "machine", "register", "--host", "db-07", "--systemd", "--dry-run"
     )
     assert proc.returncode == 0, proc.stderr
     start = proc.stdout.index("etl-worker@.service")
@@ -152,15 +160,7 @@ def test_workers_exec_refuses_a_bad_limit_in_one_line_before_becoming_the_worker
     env_file = tmp_path / "etlctl.env"
     config = _config(tmp_path, "nice = 42")
     env_file.write_text(f"PREFECT_API_URL=http://127.0.0.1:9/api\nETLCTL_CONFIG={config}\n")
-    proc = subprocess.run(
-        [ETLCTL, "workers", "exec", "--env-file", str(env_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        timeout=60,
-    )
+    proc = _bare_etlctl(tmp_path, "workers", "exec", "--env-file", str(env_file))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "etlctl: error: nice in [workers] must be a whole number from -20 to 19, not 42"
