@@ -26,6 +26,7 @@ from rich.text import Text
 
 ROWS_EVERY = 30.0  # seconds between two plain lines of per-table rows
 SHOWN = 8  # running tables listed, longest-running first
+Logger = logging.Logger | logging.LoggerAdapter
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class BatchView(Protocol):
 class LineView:
     """Log lines: the counts when they change, the running tables' rows every ROWS_EVERY seconds."""
 
-    def __init__(self, label: str, logger) -> None:
+    def __init__(self, label: str, logger: Logger) -> None:
         self.label, self.logger = label, logger
         self.last: tuple[int, int, int, int] | None = None
         self.rows_at = time.monotonic()
@@ -120,7 +121,7 @@ def render(label: str, snap: Snapshot) -> Group:
 
 
 @contextmanager
-def plain_or_live(label: str, logger, terminal: bool | None = None) -> Iterator[BatchView]:
+def plain_or_live(label: str, logger: Logger, terminal: bool | None = None) -> Iterator[BatchView]:
     """A LiveView when stdout is a terminal, else a LineView; the live one ends with its last frame."""
     if not (sys.stdout.isatty() if terminal is None else terminal):
         yield LineView(label, logger)

@@ -24,7 +24,7 @@ from prefect.states import Cancelled
 
 from flows.errors import NoWorkerError
 from flows.fleet.flow_runs import runs_by_id
-from flows.progress import BatchView, Snapshot, plain_or_live
+from flows.progress import BatchView, Logger, Snapshot, plain_or_live
 from flows.rescue import crash_lost_runs
 
 REMIND_SECONDS = 30.0
@@ -41,7 +41,7 @@ class IdlePool:
     """Tracks how long a pool has had no worker online while runs wait; warns, then gives up."""
 
     def __init__(
-        self, pool: str, timeout: float, logger, clock: Callable[[], float] = time.monotonic
+        self, pool: str, timeout: float, logger: Logger, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.pool, self.timeout, self.logger, self.clock = pool, timeout, logger, clock
         self.since: float | None = None

@@ -26,6 +26,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from flows.fleet.processes import flow_run_processes
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
 SYSTEMD_ENV = "INVOCATION_ID"  # systemd sets it in every service it starts
+ORPHAN_CHECK_SECONDS = 30.0
 
 
 class DrainingProcessWorker(ProcessWorker):
@@ -63,7 +65,7 @@ class DrainingProcessWorker(ProcessWorker):
         self._slot_freed = anyio.Event()
         self._poll_lock = anyio.Lock()
         self._host_drain_flag = False
-        self._orphans_released = False
+        self._next_orphan_check = 0.0
         self._executor_context: FlowRunExecutorContext | None = None
         self._executor_context_ready = anyio.Event()
         self._limits = worker_limits()  # [workers]: read once, at the worker's start
@@ -91,9 +93,11 @@ class DrainingProcessWorker(ProcessWorker):
             self._host_drained = True
             return []
         self._host_drained = False
-        if not self._orphans_released:  # before this life claims anything of its own
-            await release_orphaned_claims(self.client, self.name, self._work_pool_name, self._logger)
-            self._orphans_released = True  # an API error above retries at the next poll
+        if time.monotonic() >= self._next_orphan_check:  # at start, before claiming, then every 30 s
+            await release_orphaned_claims(
+                self.client, self.name, self._work_pool_name, self._submitting_flow_run_ids, self._logger
+            )
+            self._next_orphan_check = time.monotonic() + ORPHAN_CHECK_SECONDS  # an API error: next poll
         return await super().get_and_submit_flow_runs()
 
     async def start(self, *args: Any, **kwargs: Any) -> None:

@@ -85,7 +85,10 @@ def _claimed_run():
 @pytest.mark.parametrize(
     ("fate", "told"),
     [
-        ("kill", "restarted after claiming the run"),  # the supervisor brings it back: it gives the run back
+        (
+            "kill",
+            "has no process for the run it claimed",
+        ),  # the supervisor brings it back: it gives the run back
         # it stays silent, the orchestrator resubmits; thawed, it starts the old run, which must not load
         ("freeze", "stopped heartbeating after claiming"),
     ],

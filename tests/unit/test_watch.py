@@ -155,3 +155,23 @@ def test_a_run_given_up_for_resubmission_is_refused_until_someone_schedules_it_a
     assert given_up(client(at(mine, 2), at(Scheduled(), 0)), None) == mine.message  # read in time order
     assert given_up(client(at(Scheduled(), 0), at(Crashed(message="process killed"), 1)), None) is None
     assert given_up(client(at(mine, 1), at(Scheduled(), 2), at(Running(), 3)), None) is None
+
+
+def test_a_worker_gives_back_only_claims_it_neither_submits_nor_runs():
+    from uuid import uuid4
+
+    from flows.fleet.orphans import orphans
+
+    def run(worker="db-01", pid=None):
+        return SimpleNamespace(id=uuid4(), labels={"prefect.worker.name": worker}, infrastructure_pid=pid)
+
+    unstarted, submitting, running, dead, local, other = (
+        run(),
+        run(),
+        run(pid="4242"),
+        run(pid="4343"),
+        run(pid="db:4242"),
+        run(worker="db-02"),
+    )
+    pending = [unstarted, submitting, running, dead, local, other]
+    assert orphans(pending, "db-01", {submitting.id}, {4242}) == [unstarted, dead]
