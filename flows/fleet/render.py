@@ -141,14 +141,19 @@ def render_systemd(
     return units
 
 
+UNIT_HEADROOM = 384 * 1024**2  # worker (~120 MiB) and fork server (~110 MiB) beside the run, measured
+
+
 def systemd_limits(limits: WorkerLimits) -> str:
-    """The [workers] limits as worker-unit lines. They bound the unit's whole cgroup (the worker,
-    its fork server and its table run), while the worker bounds each run by itself as well."""
+    """The [workers] limits as worker-unit lines. The memory ones bound the unit's whole cgroup
+    (the worker, its fork server and its table run), so they get UNIT_HEADROOM on top: the worker's
+    own per-run check stops a growing run first (Failed, named), and the kernel's cap stays the
+    backstop for a run that outgrows the check."""
     lines = [
         f"{key}={value}"
         for key, value in (
-            ("MemoryMax", limits.memory_max and size_text(limits.memory_max)),
-            ("MemoryHigh", limits.memory_high and size_text(limits.memory_high)),
+            ("MemoryMax", limits.memory_max and size_text(limits.memory_max + UNIT_HEADROOM)),
+            ("MemoryHigh", limits.memory_high and size_text(limits.memory_high + UNIT_HEADROOM)),
             ("CPUQuota", limits.cpu_quota and percent_text(limits.cpu_quota)),
             ("Nice", limits.nice),
         )
@@ -156,7 +161,7 @@ def systemd_limits(limits: WorkerLimits) -> str:
     ]
     if not lines:
         return ""
-    head = "# [workers] limits of the config file, for this worker's whole cgroup (worker + its table run)\n"
+    head = "# [workers] limits of the config file (memory: the run's limit + 384M for worker and fork server)\n"
     return "\n" + head + "\n".join(lines) + "\n"
 
 

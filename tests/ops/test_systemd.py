@@ -102,7 +102,7 @@ def test_a_worker_unit_with_limits_verifies(tmp_path: Path) -> None:
     units = render_systemd(2, HOST["etlctl"], HOST["user"], HOST["env_file"], limits=limits)
     root = make_root(tmp_path, units, HOST["etlctl"], HOST["env_file"])
     assert_verifies(root, "etl-worker@1.service")
-    for line in ("MemoryMax=2G", "MemoryHigh=1536M", "CPUQuota=12.5%", "Nice=10"):
+    for line in ("MemoryMax=2432M", "MemoryHigh=1920M", "CPUQuota=12.5%", "Nice=10"):
         assert f"\n{line}\n" in units["etl-worker@.service"], line
 
 

@@ -110,7 +110,7 @@ def _unit(limits: WorkerLimits | None) -> str:
 def test_systemd_worker_unit_gets_the_limits_in_its_service_section() -> None:
     text = _unit(parse_limits({"memory_max": "2G", "memory_high": "1536M", "cpu_quota": "150%", "nice": 10}))
     service = text[text.index("[Service]") :]
-    for line in ("MemoryMax=2G", "MemoryHigh=1536M", "CPUQuota=150%", "Nice=10"):
+    for line in ("MemoryMax=2432M", "MemoryHigh=1920M", "CPUQuota=150%", "Nice=10"):
         assert f"\n{line}\n" in service, line
     assert service.index("MemoryMax=") < service.index("# Hardening")
 
@@ -151,7 +151,7 @@ def test_register_systemd_renders_the_configs_limits_into_the_worker_unit(tmp_pa
     assert proc.returncode == 0, proc.stderr
     start = proc.stdout.index("etl-worker@.service")
     unit = proc.stdout[start : proc.stdout.index("# ---- ", start)]
-    for line in ("MemoryMax=1G", "MemoryHigh=900M", "CPUQuota=50%", "Nice=5"):
+    for line in ("MemoryMax=1408M", "MemoryHigh=1284M", "CPUQuota=50%", "Nice=5"):
         assert f"\n{line}\n" in unit, line
 
 
