@@ -161,7 +161,7 @@ def systemd_limits(limits: WorkerLimits) -> str:
     ]
     if not lines:
         return ""
-    head = "# [workers] limits of the config file (memory: the run's limit + 384M for worker and fork server)\n"
+    head = "# [workers] limits of the config (memory: the run's limit + 384M for worker and fork server)\n"
     return "\n" + head + "\n".join(lines) + "\n"
 
 
