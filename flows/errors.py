@@ -50,6 +50,12 @@ class DuplicateKeyError(EtlError):
     """An incremental table's primary_key is not unique in the source; nothing was written."""
 
 
+class TableBusyError(EtlError):
+    """Another load of the same table held its lock in the target for too long; this one did nothing."""
+
+    exit_code = 1
+
+
 class RowCountMismatchError(EtlError):
     """The loaded row count differs from the source's; the load was rolled back (a failed table)."""
 
