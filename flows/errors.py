@@ -7,6 +7,7 @@ Exit codes (also in docs/exit-codes.md):
   3  a database (source or target) cannot be reached
   4  the Prefect API cannot be reached or refused a request
  75  skipped: another orchestrator run is active somewhere in the fleet (EX_TEMPFAIL)
+130  `etlctl run` interrupted by Ctrl+C (SIGINT); 143 by SIGTERM
 """
 
 
@@ -54,6 +55,14 @@ class TableBusyError(EtlError):
     """Another load of the same table held its lock in the target for too long; this one did nothing."""
 
     exit_code = 1
+
+
+class BatchInterruptedError(EtlError):
+    """`etlctl run` got SIGINT or SIGTERM: the batch's queued runs were cancelled (exit 128 + signal)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class RowCountMismatchError(EtlError):

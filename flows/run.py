@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from prefect import tags
+
+from flows.adopt import settle_leftovers
 from flows.config import Config
 from flows.etl import state as st
 from flows.etl.batch import new_batch_id
 from flows.etl.history import batch_results
+from flows.interrupt import interruptible
+from flows.names import batch_tag
 from flows.orchestrator import main_etl
 
 
@@ -26,9 +31,15 @@ class BatchReport:
 
 
 def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
-    """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them."""
+    """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them.
+
+    First settles what a dead or interrupted earlier `etlctl run` left (flows.adopt); a SIGINT or
+    SIGTERM during the batch cancels its queued runs (flows.interrupt) and raises BatchInterruptedError.
+    """
     batch = new_batch_id()
-    final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
+    settle_leftovers(config.prefect.poll_seconds)
+    with interruptible(batch), tags(batch_tag(batch)):
+        final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
     summary = final.result(raise_on_failure=False)
     prefect_states = summary.get("tables", {}) if isinstance(summary, dict) else {}
     recorded = {r.table: r for r in batch_results(config, batch)}
