@@ -30,7 +30,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelled, Crashed
 
+from flows.fleet.naming import run_host
 from flows.names import ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag
+from flows.orchestrator import lost_hosts
 
 QUEUED = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
 UNFINISHED = [*QUEUED, StateType.RUNNING, StateType.CANCELLING]
@@ -79,10 +81,12 @@ def running_of(client: SyncPrefectClient, batch: str) -> list[FlowRun]:
     return _runs(client, [StateType.RUNNING, StateType.CANCELLING], [TABLE_FLOW], [batch_tag(batch)])
 
 
-def settle_leftovers(poll_seconds: float, wait_seconds: float = WAIT_SECONDS) -> list[str]:
+def settle_leftovers(poll_seconds: float, pool: str, wait_seconds: float = WAIT_SECONDS) -> list[str]:
     """Crash dead orchestrator runs, cancel their queued runs, wait for their running tables.
 
-    Call only while holding the orchestrator lock. Returns the batches it settled.
+    Call only while holding the orchestrator lock. A running table of a host whose workers of
+    `pool` are all offline is marked Crashed rather than waited for: nothing will ever end it.
+    Returns the batches it settled.
     """
     with get_client(sync_client=True) as client:
         dead = [run for run in _runs(client, UNFINISHED, [ORCHESTRATOR_FLOW]) if run.deployment_id is None]
@@ -100,7 +104,7 @@ def settle_leftovers(poll_seconds: float, wait_seconds: float = WAIT_SECONDS) ->
                     "batch %s: cancelled %d queued runs: %s", batch, len(cancelled), ", ".join(cancelled)
                 )
             waiting.update((run.id, run) for run in running_of(client, batch))
-        _wait_for(client, waiting, poll_seconds, wait_seconds)
+        _wait_for(client, waiting, poll_seconds, wait_seconds, pool)
     return sorted(b for b in orphans if b)
 
 
@@ -116,12 +120,21 @@ def _headless_batches(client: SyncPrefectClient) -> set[str | None]:
     return {batch_of(run) for run in _runs(client, UNFINISHED, [TABLE_FLOW])} - {None}
 
 
+def _on_lost_hosts(client: SyncPrefectClient, runs: list[FlowRun], pool: str) -> list[FlowRun]:
+    hosts = {run.id: run_host(run.labels) for run in runs}
+    if not any(hosts.values()):
+        return []
+    workers = {w.name: w.status == "ONLINE" for w in client.read_workers_for_work_pool(pool)}
+    lost = lost_hosts({host for host in hosts.values() if host}, workers)
+    return [run for run in runs if hosts[run.id] in lost]
+
+
 def _batch_param(run: FlowRun) -> str | None:
     return batch_of(run) or run.parameters.get("batch_id")
 
 
 def _wait_for(
-    client: SyncPrefectClient, runs: dict[UUID, FlowRun], poll_seconds: float, wait_seconds: float
+    client: SyncPrefectClient, runs: dict[UUID, FlowRun], poll_seconds: float, wait_seconds: float, pool: str
 ) -> None:
     deadline = time.monotonic() + wait_seconds
     pending = set(runs)
@@ -129,10 +142,12 @@ def _wait_for(
         names = ", ".join(sorted(run.name for run in runs.values()))
         log.warning("waiting for %d table runs of an earlier batch to finish first: %s", len(pending), names)
     while pending and time.monotonic() < deadline:
-        for run_id in list(pending):
-            state = client.read_flow_run(run_id).state
-            if state is None or state.is_final():
-                pending.discard(run_id)
+        current = [client.read_flow_run(run_id) for run_id in pending]
+        pending -= {run.id for run in current if run.state is None or run.state.is_final()}
+        for run in _on_lost_hosts(client, [run for run in current if run.id in pending], pool):
+            message = "its host is lost (no worker online) and its batch's orchestrator is gone"
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            pending.discard(run.id)
         if pending:
             time.sleep(poll_seconds)
     if pending:

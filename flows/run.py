@@ -37,7 +37,7 @@ def run_batch(config: Config, tables: list[str] | None = None) -> BatchReport:
     SIGTERM during the batch cancels its queued runs (flows.interrupt) and raises BatchInterruptedError.
     """
     batch = new_batch_id()
-    settle_leftovers(config.prefect.poll_seconds)
+    settle_leftovers(config.prefect.poll_seconds, config.prefect.table_pool)
     with interruptible(batch), tags(batch_tag(batch)):
         final = main_etl(tables=tables or None, batch_id=batch, return_state=True)
     summary = final.result(raise_on_failure=False)
