@@ -30,6 +30,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelled, Crashed
 
+from flows.fleet.flow_runs import all_runs
 from flows.fleet.naming import run_host
 from flows.names import ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag
 from flows.orchestrator import lost_hosts
@@ -61,16 +62,13 @@ def _runs(
 
 def cancel_queued(client: SyncPrefectClient, batch: str, why: str) -> list[str]:
     """Cancel the batch's runs that have not started (tables and cleanups); their names."""
-    queued = [
-        run
-        for run in client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=QUEUED)),
-                tags=FlowRunFilterTags(all_=[batch_tag(batch)]),
-            ),
-            limit=200,
-        )
-    ]
+    queued = all_runs(
+        client,
+        FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=QUEUED)),
+            tags=FlowRunFilterTags(all_=[batch_tag(batch)]),
+        ),
+    )
     for run in queued:
         client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
     return sorted(run.name for run in queued)
