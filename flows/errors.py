@@ -8,6 +8,7 @@ Exit codes (also in docs/exit-codes.md):
   4  the Prefect API cannot be reached or refused a request
  69  no worker came online on a work pool within the start timeout (EX_UNAVAILABLE)
  75  skipped: another orchestrator run is active somewhere in the fleet (EX_TEMPFAIL)
+130  `etlctl run` interrupted by Ctrl+C (SIGINT); 143 by SIGTERM
 """
 
 
@@ -56,6 +57,20 @@ class NoWorkerError(EtlError):
 
 class DuplicateKeyError(EtlError):
     """An incremental table's primary_key is not unique in the source; nothing was written."""
+
+
+class TableBusyError(EtlError):
+    """Another load of the same table held its lock in the target for too long; this one did nothing."""
+
+    exit_code = 1
+
+
+class BatchInterruptedError(EtlError):
+    """`etlctl run` got SIGINT or SIGTERM: the batch's queued runs were cancelled (exit 128 + signal)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class RowCountMismatchError(EtlError):

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from prefect import tags
+
+from flows.adopt import settle_leftovers
 from flows.config import Config
 from flows.errors import NoWorkerError
 from flows.etl import state as st
 from flows.etl.batch import new_batch_id
 from flows.etl.history import batch_results
+from flows.interrupt import interruptible
+from flows.names import batch_tag
 from flows.orchestrator import main_etl
 
 
@@ -30,9 +35,17 @@ def run_batch(
     config: Config, tables: list[str] | None = None, start_timeout: float | None = None
 ) -> BatchReport:
     """Run `main-etl-job` here and wait for it; never raises for failed tables, only reports them
-    (but does for a pool no worker came to: NoWorkerError, exit 69)."""
+    (but does for a pool no worker came to: NoWorkerError, exit 69).
+
+    First settles what a dead or interrupted earlier `etlctl run` left (flows.adopt); a SIGINT or
+    SIGTERM during the batch cancels its queued runs (flows.interrupt) and raises BatchInterruptedError.
+    """
     batch = new_batch_id()
-    final = main_etl(tables=tables or None, batch_id=batch, start_timeout=start_timeout, return_state=True)
+    settle_leftovers(config.prefect.poll_seconds, config.prefect.table_pool)
+    with interruptible(batch), tags(batch_tag(batch)):
+        final = main_etl(
+            tables=tables or None, batch_id=batch, start_timeout=start_timeout, return_state=True
+        )
     summary = final.result(raise_on_failure=False)
     if isinstance(summary, NoWorkerError):
         raise summary

@@ -27,6 +27,7 @@ from flows.etl.driver import stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query
+from flows.etl.table_lock import table_lock
 from flows.etl.typemap import adapt_rows, cursor_value, read_columns, value_adapters
 from flows.etl.writer import (
     clear,
@@ -68,7 +69,12 @@ def run_table(
         st.record(conn, state, runs, done)
 
     try:
-        with source_engine.connect() as src, src.begin(), target_engine.connect() as tgt:
+        with (
+            table_lock(target_engine, table, config.target_schema),
+            source_engine.connect() as src,
+            src.begin(),
+            target_engine.connect() as tgt,
+        ):
             source = reflect_table(src, table, config.source_schema)
             key = primary_key_for(source, options)
             check_table(src, source, tgt.dialect)

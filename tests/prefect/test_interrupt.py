@@ -1,0 +1,83 @@
+"""An `etlctl run` killed (-9) or interrupted (Ctrl+C) mid-batch, then the next `etlctl run`: no
+table is loaded by two runs at once, the old orchestrator run ends in a final state, and every
+target table equals its source afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+from itertools import pairwise
+
+import psutil
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from flows.etl.fingerprint import fingerprint
+from flows.etl.state import state_tables
+from flows.names import ORCHESTRATOR_FLOW, TABLE_FLOW
+from tests.polling import until
+from tests.prefect.conftest import ETLCTL
+
+pytestmark = pytest.mark.prefect
+
+
+def _runs(flow: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])), limit=200)
+
+
+def _mid_batch(before: set) -> bool:
+    """Some table runs of the new batch load while others still wait for a worker."""
+    runs = [r for r in _runs(TABLE_FLOW) if r.id not in before]
+    return any(r.state.is_running() for r in runs) and any(r.state.is_scheduled() for r in runs)
+
+
+def _overlaps(fleet) -> list[str]:
+    """Tables with two runs in the target's history whose [start, end] intervals overlap."""
+    runs = state_tables(None)[1]
+    with create_engine(f"sqlite:///{fleet.work / 'target.db'}").connect() as conn:
+        rows = conn.execute(select(runs.c.table_name, runs.c.finished_at, runs.c.seconds)).all()
+    spans: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+    for table, finished, seconds in rows:
+        spans.setdefault(table, []).append((finished - dt.timedelta(seconds=seconds), finished))
+    bad = []
+    for table, intervals in spans.items():
+        intervals.sort()
+        if any(later[0] < earlier[1] for earlier, later in pairwise(intervals)):
+            bad.append(table)
+    return bad
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_the_next_run_settles_an_interrupted_batch(fleet, signum):
+    before_tables = {r.id for r in _runs(TABLE_FLOW)}
+    before_orch = {r.id for r in _runs(ORCHESTRATOR_FLOW)}
+    err = (fleet.work / f"run-{signum}.err").open("w")
+    first = psutil.Popen([ETLCTL, "run"], env=fleet.env, stdout=subprocess.DEVNULL, stderr=err)
+    until(lambda: _mid_batch(before_tables), 180, "tables loading and tables queued")
+    first.send_signal(signum)
+    code = first.wait(timeout=120)
+    (old,) = [r for r in _runs(ORCHESTRATOR_FLOW) if r.id not in before_orch]
+    if signum == signal.SIGINT:
+        assert code == 130, (fleet.work / f"run-{signum}.err").read_text()[-3000:]
+        assert "queued runs cancelled" in (fleet.work / f"run-{signum}.err").read_text()
+
+    def second_run():
+        proc = fleet.etlctl("run")
+        return None if proc.returncode == 75 else proc  # the dead holder's lease has not expired yet
+
+    proc = until(second_run, 180, "the lock to be free", interval=5)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    (old,) = [r for r in _runs(ORCHESTRATOR_FLOW) if r.id == old.id]
+    expected = "Cancelled" if signum == signal.SIGINT else "Crashed"
+    assert old.state.name == expected
+    assert not [r.name for r in _runs(TABLE_FLOW) if not r.state.is_final()]
+    assert _overlaps(fleet) == []
+    source, target = create_engine(fleet.source_url), create_engine(f"sqlite:///{fleet.work / 'target.db'}")
+    tables = [name for (name,) in target.connect().execute(text("SELECT table_name FROM _etlctl_state"))]
+    assert len(tables) >= 20
+    assert [t for t in tables if fingerprint(source, t) != fingerprint(target, t)] == []
