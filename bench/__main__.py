@@ -2,9 +2,10 @@
 
 import sys
 
-from bench import launch, memory, pg_load
+from bench import datapath, launch, memory, pg_load
 
 sys.argv = sys.argv[:1]
 memory.main()
+datapath.main()
 pg_load.main()
 launch.main()

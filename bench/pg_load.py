@@ -1,4 +1,4 @@
-"""PostgreSQL load speed: the table step (COPY into staging, then swap) against a plain SQLAlchemy
+"""PostgreSQL load speed: the table step (COPY straight into the target) against a plain SQLAlchemy
 executemany INSERT of the same rows, timed in the same process on the same throwaway cluster.
 
     python -m bench.pg_load [--rows 500000]

@@ -176,16 +176,31 @@ def _misfit(column: str, declared: object) -> str | None:
 
 
 _TIME = "[0-9][0-9]:[0-9][0-9]"
+_DAY = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
+_MICROSECONDS = "[0-9]" * 6
 
 
 def _temporal(column: str, declared: object) -> str:
-    """ISO text that SQLite parses and that has no offset PostgreSQL would drop."""
+    """ISO text that SQLite parses and that has no offset PostgreSQL would drop.
+
+    The common case first, because SQLite stops at the first true branch of an OR: a value in
+    SQLAlchemy's own form with a day of the month up to 28 is valid by its shape alone, which
+    costs a third of parsing it with date() and datetime() (the scan reads every row).
+    """
     no_zone = f"{column} NOT GLOB '*[+Zz]*' AND substr({column}, 11) NOT GLOB '*-*'"
+    plain_day = (
+        f"substr({column}, 6, 2) BETWEEN '01' AND '12' AND substr({column}, 9, 2) BETWEEN '01' AND '28'"
+    )
     if isinstance(declared, DateTime):
         day = f"substr({column}, 1, 10)"
-        return f"date({day}, '+0 days') IS {day} AND datetime({column}) IS NOT NULL AND {no_zone}"
+        shape = f"{column} GLOB '{_DAY} [0-2][0-9]:[0-5][0-9]:[0-5][0-9].{_MICROSECONDS}'"
+        canonical = f"{shape} AND {plain_day} AND substr({column}, 12, 2) <= '23'"
+        parsed = f"date({day}, '+0 days') IS {day} AND datetime({column}) IS NOT NULL AND {no_zone}"
+        return f"({canonical}) OR ({parsed})"
     if isinstance(declared, Date):
-        return f"date({column}, '+0 days') IS {column}"  # 2024-02-30 becomes 03-01: PostgreSQL refuses it
+        canonical = f"{column} GLOB '{_DAY}' AND {plain_day}"
+        # 2024-02-30 becomes 03-01: PostgreSQL refuses it
+        return f"({canonical}) OR (date({column}, '+0 days') IS {column})"
     return f"{column} GLOB '{_TIME}*' AND time({column}) IS NOT NULL AND {column} NOT GLOB '*[+Zz-]*'"
 
 

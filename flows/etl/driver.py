@@ -12,7 +12,7 @@ processing, and typemap's adapters are the only conversions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, insert
@@ -83,3 +83,46 @@ def _compiled(conn: Connection, query: Select) -> tuple[str, Any]:
     if compiled.positional:
         return str(compiled), tuple(values[name] for name in compiled.positiontup or ())
     return str(compiled), dict(values)
+
+
+def can_pipe(src: Connection, tgt: Connection) -> bool:
+    """Both ends PostgreSQL through psycopg: COPY out of one straight into the other."""
+    return _is_psycopg(src) and _is_psycopg(tgt)
+
+
+def pipe_rows(
+    src: Connection,
+    query: Select,
+    tgt: Connection,
+    table: Table,
+    names: Sequence[str],
+    progress: Callable[[int], None],
+    every: int,
+) -> int:
+    """`COPY (query) TO STDOUT` streamed into `COPY table FROM STDIN`, block by block, in both
+    connections' transactions: no Python row is ever built. Returns the rows copied; calls
+    `progress(rows so far)` every `every` rows.
+
+    Text format: the target's types are the source's (or their text, typemap.read_columns), and
+    text is what both ends agree on for every type, json and domains included. In it every row
+    ends with a newline byte (a newline inside a value is written as backslash-n).
+    """
+    sql, params = _compiled(src, query)
+    preparer = tgt.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in names)
+    into = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    rows = reported = 0
+    with (
+        src.connection.driver_connection.cursor() as reading,
+        tgt.connection.driver_connection.cursor() as writing,
+        reading.copy(f"COPY ({sql}) TO STDOUT", params) as out,
+        writing.copy(into) as copy_in,
+    ):
+        for block in out:
+            copy_in.write(block)
+            rows += bytes(block).count(b"\n")
+            if rows - reported >= every:
+                progress(reported := rows)
+    if rows != reported:
+        progress(rows)
+    return rows

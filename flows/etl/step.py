@@ -23,7 +23,7 @@ from flows.errors import RowCountMismatchError, UnsupportedError, first_line
 from flows.etl import state as st
 from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
-from flows.etl.driver import stream_rows, write_rows
+from flows.etl.driver import can_pipe, pipe_rows, stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query
@@ -79,7 +79,10 @@ def run_table(
             key = primary_key_for(source, options)
             check_table(src, source, tgt.dialect)
             incremental_key = key if options.mode == "incremental" else None
-            check_values(src, source, tgt.dialect, incremental_key, dates=False)
+            # A PostgreSQL pair copied by COPY never turns a value into Python, so the dates
+            # Python cannot hold are looked for here rather than met while reading.
+            piped = options.mode == "full" and can_pipe(src, tgt)
+            check_values(src, source, tgt.dialect, incremental_key, dates=piped)
             target = target_table(
                 source,
                 src.dialect,
@@ -158,7 +161,14 @@ class _Full(_Load):
             with self.tgt.begin():
                 ensure_target(self.tgt, self.target)
                 clear(self.tgt, self.target)
-                self.copy(query, self.target, result)
+                if can_pipe(self.src, self.tgt):
+                    every = self.options.chunk_size
+                    piped = pipe_rows(
+                        self.src, query, self.tgt, self.target, self.names, self.progress, every
+                    )
+                    result.rows_read = piped
+                else:
+                    self.copy(query, self.target, result)
                 self.check(result, expected, count(self.tgt, self.target), finish)
             return result
         with self.tgt.begin():

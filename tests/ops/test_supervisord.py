@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ SUPERVISORD = str(Path(ETLCTL).with_name("supervisord"))
 SUPERVISORCTL = str(Path(ETLCTL).with_name("supervisorctl"))
 HOST = platform.node()  # supervisord's %(host_node_name)s
 NAMES = [f"{HOST}-{i:02d}" for i in (1, 2, 3)]
-DRAIN_LIMIT = 300  # seconds `supervisorctl stop` may block: the table takes ~30 s here
+DRAIN_LIMIT = 300  # seconds `supervisorctl stop` may block: the table loads in seconds once released
 _STATUS = re.compile(r"^etl-worker:(\S+)\s+(\S+)(?:\s+pid (\d+))?", re.MULTILINE)
 
 
@@ -163,11 +164,15 @@ def test_a_killed_worker_comes_back_under_its_name_with_a_fresh_heartbeat(superv
 def test_stop_waits_for_the_running_table_then_the_worker_is_gone(supervised: Supervised) -> None:
     fleet = supervised.fleet
     until(lambda: len(supervised.running()) == 3, 60, "3 RUNNING")
-    run_id = fleet.run_table(LONG_TABLE)
-    created = time.monotonic()
-    name, worker_pid, run_pid = until(lambda: _claimed(supervised, run_id), 90, f"{LONG_TABLE} running")
-    stop_at = time.monotonic()
-    stopped = supervised.ctl("stop", f"etl-worker:{name}", timeout=DRAIN_LIMIT)
+    with ThreadPoolExecutor(1) as background, fleet.hold():  # Running until the stop is under way
+        run_id = fleet.run_table(LONG_TABLE)
+        created = time.monotonic()
+        name, worker_pid, run_pid = until(lambda: _claimed(supervised, run_id), 90, f"{LONG_TABLE} running")
+        stop_at = time.monotonic()
+        stopping = background.submit(supervised.ctl, "stop", f"etl-worker:{name}", timeout=DRAIN_LIMIT)
+        until(lambda: supervised.status()[name][0] == "STOPPING", 60, f"{name} STOPPING")
+        assert flow_run(run_id).state_type.value == "RUNNING" and not stopping.done()
+    stopped = stopping.result()
     returned = time.monotonic()
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
 
@@ -207,23 +212,25 @@ def test_rolling_restart_restarts_every_worker_and_waits_for_the_busy_one(
     assert done.returncode == 0, done.stderr
     try:
         # every worker busy, so the first one the restart reaches is certainly still loading
-        run_ids = [fleet.run_table(LONG_TABLE) for _ in NAMES]
-        claimed = until(
-            lambda: (c := [_claimed(supervised, r) for r in run_ids]) and all(c) and c,
-            120,
-            f"{LONG_TABLE} running on all three workers",
-        )
-        assert sorted(name for name, _, _ in claimed) == NAMES
-        restart = subprocess.run(
-            [ETLCTL, "machine", "restart", "--supervisor-config", str(CONF)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=DRAIN_LIMIT,
-        )
-        assert restart.returncode == 0, restart.stdout + restart.stderr
-        assert f"{NAMES[0]}: waiting for its flow run to finish" in restart.stdout
+        with fleet.hold():  # every run stays Running until the restart waits for the first worker
+            run_ids = [fleet.run_table(LONG_TABLE) for _ in NAMES]
+            claimed = until(
+                lambda: (c := [_claimed(supervised, r) for r in run_ids]) and all(c) and c,
+                120,
+                f"{LONG_TABLE} running on all three workers",
+            )
+            assert sorted(name for name, _, _ in claimed) == NAMES
+            output = tmp_path / "restart.out"
+            restart = subprocess.Popen(
+                [ETLCTL, "machine", "restart", "--supervisor-config", str(CONF)],
+                env=env,
+                stdout=output.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            waiting = f"{NAMES[0]}: waiting for its flow run to finish"
+            until(lambda: waiting in output.read_text(), 120, "the restart waiting for the busy worker")
+            assert [flow_run(r).state_type.value for r in run_ids] == ["RUNNING"] * len(run_ids)
+        assert restart.wait(timeout=DRAIN_LIMIT) == 0, output.read_text()
         assert [flow_run(r).state_type.value for r in run_ids] == ["COMPLETED"] * len(run_ids)
         after = supervised.running()
         assert sorted(after) == sorted(before) and all(after[n] != before[n] for n in before)

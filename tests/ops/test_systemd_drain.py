@@ -97,19 +97,21 @@ def test_sigterm_to_the_main_pid_drains_the_worker(fleet: OpsFleet, worker: psut
     until(lambda: getattr(workers_of(fleet.pool).get(NAME), "status", None) == "ONLINE", 60, f"{NAME} ONLINE")
     assert worker.cmdline()[-2:] == ["--name", NAME]  # execs all the way: the unit's main pid is the worker
 
-    first = fleet.run_table(LONG_TABLE)
-    created = time.monotonic()
+    with fleet.hold():  # the table stays Running until the worker has its SIGTERM
+        first = fleet.run_table(LONG_TABLE)
+        created = time.monotonic()
 
-    def running_here() -> int | None:
-        run = flow_run(first)
-        pid = int(str(run.infrastructure_pid).rsplit(":", 1)[-1]) if run.infrastructure_pid else None
-        mine = {c.pid for c in _children(worker)}
-        return pid if run.state_type.value == "RUNNING" and pid in mine else None
+        def running_here() -> int | None:
+            run = flow_run(first)
+            pid = int(str(run.infrastructure_pid).rsplit(":", 1)[-1]) if run.infrastructure_pid else None
+            mine = {c.pid for c in _children(worker)}
+            return pid if run.state_type.value == "RUNNING" and pid in mine else None
 
-    run_pid = until(running_here, 90, f"{LONG_TABLE} running on {NAME}")
-    term_at = time.monotonic()
-    os.kill(worker.pid, signal.SIGTERM)  # KillMode=mixed: the main process only
-    second = fleet.run_table("customers")
+        run_pid = until(running_here, 90, f"{LONG_TABLE} running on {NAME}")
+        term_at = time.monotonic()
+        os.kill(worker.pid, signal.SIGTERM)  # KillMode=mixed: the main process only
+        second = fleet.run_table("customers")
+        assert flow_run(first).state_type.value == "RUNNING" and worker.poll() is None
 
     def first_over() -> bool:
         assert flow_run(second).state_type.value == "SCHEDULED", "a draining worker claimed a new run"

@@ -57,14 +57,16 @@ def test_first_ctrl_c_lets_the_running_table_finish_and_claims_nothing_new(fleet
             90,
             "two online workers",
         )
-        first = fleet.run_table(LONG_TABLE)
-        until(lambda: flow_run(first).state_type.value == "RUNNING", 90, f"{LONG_TABLE} running")
-        seen = _family(supervisor)
+        with fleet.hold():  # the table stays Running until the drain has begun
+            first = fleet.run_table(LONG_TABLE)
+            until(lambda: flow_run(first).state_type.value == "RUNNING", 90, f"{LONG_TABLE} running")
+            seen = _family(supervisor)
 
-        os.killpg(supervisor.pid, signal.SIGINT)
-        line = "draining: 1 table running; the workers claim no new ones"
-        until(lambda: line in output.read_text(), 15, "the drain line")
-        second = fleet.run_table("customers")
+            os.killpg(supervisor.pid, signal.SIGINT)
+            line = "draining: 1 table running; the workers claim no new ones"
+            until(lambda: line in output.read_text(), 15, "the drain line")
+            second = fleet.run_table("customers")
+            assert flow_run(first).state_type.value == "RUNNING" and supervisor.poll() is None
 
         def first_over() -> bool:
             assert flow_run(second).state_type.value == "SCHEDULED", "a draining worker claimed a new run"
