@@ -158,19 +158,30 @@ class _Full(_Load):
         query = self.query()
         expected = count_rows(self.src, query)
         if replaces_in_place(self.tgt):
-            with self.tgt.begin():
-                ensure_target(self.tgt, self.target)
-                clear(self.tgt, self.target)
-                if can_pipe(self.src, self.tgt):
-                    every = self.options.chunk_size
-                    piped = pipe_rows(
-                        self.src, query, self.tgt, self.target, self.names, self.progress, every
-                    )
-                    result.rows_read = piped
-                else:
-                    self.copy(query, self.target, result)
-                self.check(result, expected, count(self.tgt, self.target), finish)
-            return result
+            return self.run_in_place(query, expected, result, finish)
+        return self.run_staged(query, expected, result, finish)
+
+    def run_in_place(
+        self, query: Select, expected: int, result: st.TableResult, finish: Finish
+    ) -> st.TableResult:
+        """PostgreSQL: the old rows out and the new rows in, in one transaction on the target."""
+        with self.tgt.begin():
+            ensure_target(self.tgt, self.target)
+            clear(self.tgt, self.target)
+            if can_pipe(self.src, self.tgt):
+                every = self.options.chunk_size
+                result.rows_read = pipe_rows(
+                    self.src, query, self.tgt, self.target, self.names, self.progress, every
+                )
+            else:
+                self.copy(query, self.target, result)
+            self.check(result, expected, count(self.tgt, self.target), finish)
+        return result
+
+    def run_staged(
+        self, query: Select, expected: int, result: st.TableResult, finish: Finish
+    ) -> st.TableResult:
+        """SQLite: chunks committed into a private staging table, then one short swap."""
         with self.tgt.begin():
             staging = create_staging(self.tgt, self.target)
         self.copy(query, staging, result, commit_each=True)
