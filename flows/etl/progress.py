@@ -7,7 +7,9 @@ Why the target and not Prefect: the table already writes to the target after eve
 orchestrator already reads the target for its report, so one small row per running table, written at
 most every `every` seconds, costs nothing the fleet does not pay anyway. The Prefect API (a SQLite
 server that answers 503 under bursts) gets no extra writes per chunk. Progress is best effort: a
-write that fails is skipped, never the load.
+write that fails is skipped, never the load. A SQLite file has one writer at a time and a load holds
+it for its whole transaction, so on SQLite the rows live in a file of their own beside the target
+(`progress_place`): a progress write never waits for a load, nor a load for it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, delete, insert, select
+from sqlalchemy import URL, Column, DateTime, Engine, Integer, MetaData, String, Table, delete, insert, select
 
 from flows.config import Config
 from flows.etl.engines import make_engine
 
 PROGRESS_TABLE = "_etlctl_progress"
 WRITE_EVERY = 2.0  # seconds between two progress writes of one table
+
+
+def progress_place(config: Config) -> tuple[URL, str | None]:
+    """Where progress rows live (url, schema): beside a SQLite target file, else in the target."""
+    url, database = config.target_url, config.target_url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        return url.set(database=f"{database}-progress"), None
+    return url, config.target_schema
 
 
 def progress_table(schema: str | None) -> Table:
@@ -57,7 +67,7 @@ class ProgressRecorder:
     def __init__(self, config: Config, table: str, batch_id: str | None, every: float = WRITE_EVERY) -> None:
         self.table, self.batch_id, self.every = table, batch_id or "", every
         self._engine: Engine | None = None
-        self._url, self._schema = config.target_url, config.target_schema
+        self._url, self._schema = progress_place(config)
         self._started = _now()
         self._last: float | None = None
 
@@ -110,11 +120,11 @@ def read_progress(engine: Engine, schema: str | None, batch_id: str) -> dict[str
 @contextmanager
 def rows_reader(config: Config, batch_id: str) -> Iterator[Callable[[], dict[str, tuple[int, float]]]]:
     """A function giving each running table of the batch its (rows read, rows/s), on one engine."""
-    engine = make_engine(config.target_url, "target")
+    url, schema = progress_place(config)
+    engine = make_engine(url, "target")
     try:
         yield lambda: {
-            name: (p.rows, p.rows_per_second)
-            for name, p in read_progress(engine, config.target_schema, batch_id).items()
+            name: (p.rows, p.rows_per_second) for name, p in read_progress(engine, schema, batch_id).items()
         }
     finally:
         engine.dispose()
