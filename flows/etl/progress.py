@@ -7,7 +7,9 @@ Why the target and not Prefect: the table already writes to the target after eve
 orchestrator already reads the target for its report, so one small row per running table, written at
 most every `every` seconds, costs nothing the fleet does not pay anyway. The Prefect API (a SQLite
 server that answers 503 under bursts) gets no extra writes per chunk. Progress is best effort: a
-write that fails is skipped, never the load.
+write that fails is skipped, never the load. Nor does it wait for a SQLite target's write lock: a
+load holds it for its whole transaction (a SQLite-to-SQLite full load, its whole copy), and a
+progress write from inside that load would wait the full busy timeout for its own lock.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ProgressRecorder:
 
     def _write(self, rows_read: int) -> None:
         if self._engine is None:
-            self._engine = make_engine(self._url, "target")
+            self._engine = make_engine(self._url, "target", busy_seconds=0)
         table = progress_table(self._schema)
         with self._engine.begin() as conn:
             table.create(conn, checkfirst=True)
@@ -110,7 +112,7 @@ def read_progress(engine: Engine, schema: str | None, batch_id: str) -> dict[str
 @contextmanager
 def rows_reader(config: Config, batch_id: str) -> Iterator[Callable[[], dict[str, tuple[int, float]]]]:
     """A function giving each running table of the batch its (rows read, rows/s), on one engine."""
-    engine = make_engine(config.target_url, "target")
+    engine = make_engine(config.target_url, "target", busy_seconds=0)
     try:
         yield lambda: {
             name: (p.rows, p.rows_per_second)
