@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from flows.demo.sample import build_sample
 from flows.etl.table_lock import table_lock
 from flows.fleet.server import ServerHandle, start_server
-from flows.names import TABLE_FLOW
+from flows.names import LOCK_NAME, TABLE_FLOW
 from tests.every_table import every_table_differences
 from tests.polling import until
 from tests.prefect.conftest import ETLCTL
@@ -175,6 +175,8 @@ def test_a_server_restart_mid_batch_loses_no_table_and_loads_none_twice(tmp_path
         assert history == Counter(TABLES), history  # each table loaded exactly once
         assert outcomes == Counter({"success": len(TABLES)}), outcomes
         assert every_table_differences(config) == []
+        with _api(server)() as client:  # the lock's lease outlived the restart and was released
+            assert client.read_global_concurrency_limit_by_name(LOCK_NAME).active_slots == 0
         print(
             f"\nserver down {restart_at - stop_at:.1f} s, restarted in {up_at - restart_at:.1f} s; "
             f"workers heartbeating again {back_at - up_at:.1f} s after it was back; the batch ended "
