@@ -73,6 +73,12 @@ class BatchInterruptedError(EtlError):
         self.exit_code = exit_code
 
 
+class DiskFullError(EtlError):
+    """The target's disk filled up during a load; the load was rolled back (a failed table)."""
+
+    exit_code = 1
+
+
 class RowCountMismatchError(EtlError):
     """The loaded row count differs from the source's; the load was rolled back (a failed table)."""
 

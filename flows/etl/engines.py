@@ -24,11 +24,16 @@ Role = Literal["source", "target"]
 SQLITE_BUSY_SECONDS = 300
 
 
-def make_engine(url: URL, role: Role) -> Engine:
-    """An engine for `role`; connections are not pooled because one process moves one table."""
+def make_engine(url: URL, role: Role, busy_seconds: float = SQLITE_BUSY_SECONDS) -> Engine:
+    """An engine for `role`; connections are not pooled because one process moves one table.
+
+    `busy_seconds`: how long a SQLite connection waits for another's write lock. Best-effort side
+    writes and reads (progress) pass 0: a load holds the lock for its whole transaction, and waiting
+    on it from the same process, or from the orchestrator's poll, stalls both for the full timeout.
+    """
     try:
         if url.get_backend_name() == "sqlite":
-            return _sqlite_engine(url, role)
+            return _sqlite_engine(url, role, busy_seconds)
         options: dict[str, object] = {"poolclass": NullPool}
         if role == "source" and url.get_backend_name() == "postgresql":
             options["isolation_level"] = "REPEATABLE READ"
@@ -66,8 +71,8 @@ def check_connection(engine: Engine, role: Role) -> None:
             probe.dispose()
 
 
-def _sqlite_engine(url: URL, role: Role) -> Engine:
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+def _sqlite_engine(url: URL, role: Role, busy_seconds: float) -> Engine:
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": busy_seconds})
     begin = "BEGIN IMMEDIATE" if role == "target" else "BEGIN"
 
     @event.listens_for(engine, "connect")

@@ -8,8 +8,9 @@ orchestrator already reads the target for its report, so one small row per runni
 most every `every` seconds, costs nothing the fleet does not pay anyway. The Prefect API (a SQLite
 server that answers 503 under bursts) gets no extra writes per chunk. Progress is best effort: a
 write that fails is skipped, never the load. A SQLite file has one writer at a time and a load holds
-it for its whole transaction, so on SQLite the rows live in a file of their own beside the target
-(`progress_place`): a progress write never waits for a load, nor a load for it.
+it for its whole transaction (a SQLite-to-SQLite full load, its whole copy), so on SQLite the rows
+live in a file of their own beside the target (`progress_place`), and neither side ever waits for a
+lock there: a write or read that finds one taken is skipped.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class ProgressRecorder:
 
     def _write(self, rows_read: int) -> None:
         if self._engine is None:
-            self._engine = make_engine(self._url, "target")
+            self._engine = make_engine(self._url, "target", busy_seconds=0)
         table = progress_table(self._schema)
         with self._engine.begin() as conn:
             table.create(conn, checkfirst=True)
@@ -121,7 +122,7 @@ def read_progress(engine: Engine, schema: str | None, batch_id: str) -> dict[str
 def rows_reader(config: Config, batch_id: str) -> Iterator[Callable[[], dict[str, tuple[int, float]]]]:
     """A function giving each running table of the batch its (rows read, rows/s), on one engine."""
     url, schema = progress_place(config)
-    engine = make_engine(url, "target")
+    engine = make_engine(url, "target", busy_seconds=0)
     try:
         yield lambda: {
             name: (p.rows, p.rows_per_second) for name, p in read_progress(engine, schema, batch_id).items()

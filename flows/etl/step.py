@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from sqlite3 import SQLITE_FULL
 
 from sqlalchemy import Connection, Engine, Select, Table
 from sqlalchemy.exc import DataError
 
 from flows.config import Config, TableOptions
-from flows.errors import RowCountMismatchError, UnsupportedError, first_line
+from flows.errors import DiskFullError, RowCountMismatchError, UnsupportedError, first_line
 from flows.etl import state as st
 from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
@@ -106,10 +107,13 @@ def run_table(
                     result = load.run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
-        result.error = _failure_text(exc)
+        named = _named(exc, table)
+        result.error = _failure_text(named)
         result.seconds = time.monotonic() - started
         _record_failure(target_engine, state, runs, result)
-        raise
+        if named is exc:
+            raise
+        raise named from exc
     finally:
         source_engine.dispose()
         target_engine.dispose()
@@ -264,6 +268,21 @@ def _failure_text(exc: BaseException) -> str:
     diag = getattr(getattr(exc, "orig", None), "diag", None)
     context = getattr(diag, "context", None)
     return f"{first_line(exc)} ({first_line(Exception(context))})" if context else first_line(exc)
+
+
+def _named(exc: Exception, table: str) -> Exception:
+    """A full disk said plainly, with the table and what the failed load left behind.
+
+    The drivers' own words ("database or disk is full", "could not extend file") say neither which
+    table nor that nothing changed; SQLite's SQLITE_FULL and PostgreSQL's disk_full (53100) do.
+    """
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) != SQLITE_FULL and getattr(orig, "sqlstate", None) != "53100":
+        return exc
+    return DiskFullError(
+        f"disk full while loading {table!r} into the target: its previous rows are kept; "
+        f"free space and load it again ({first_line(exc)})"
+    )
 
 
 def _present(value: object) -> list[object]:

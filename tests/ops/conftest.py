@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 
 from flows.demo.sample import build_sample, write_sample_config
-from flows.etl.fingerprint import fingerprint
 from flows.fleet.server import ServerHandle
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))
@@ -35,7 +33,6 @@ DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
 @dataclass(frozen=True)
 class Source:
     url: str
-    long_table_fingerprint: tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -47,14 +44,6 @@ class OpsFleet:
     env: dict[str, str]
     env_file: Path
     target_url: str
-    source_fingerprint: tuple[int, str]
-
-    def target_fingerprint(self, table: str = LONG_TABLE) -> tuple[int, str]:
-        engine = create_engine(self.target_url)
-        try:
-            return fingerprint(engine, table)
-        finally:
-            engine.dispose()
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -91,11 +80,7 @@ def ops_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     path = tmp_path_factory.mktemp("ops-source") / "source.db"
     url = f"sqlite:///{path}"
     build_sample(url, big_rows=BIG_ROWS)
-    engine = create_engine(url)
-    try:
-        return Source(url, fingerprint(engine, LONG_TABLE))
-    finally:
-        engine.dispose()
+    return Source(url)
 
 
 def make_fleet(prefect_server: ServerHandle, source: Source, work: Path, pool: str) -> OpsFleet:
@@ -122,7 +107,7 @@ def make_fleet(prefect_server: ServerHandle, source: Source, work: Path, pool: s
         "PREFECT_WORKER_QUERY_SECONDS=2\n",
         encoding="utf-8",
     )
-    return OpsFleet(work, pool, env, env_file, target_url, source.long_table_fingerprint)
+    return OpsFleet(work, pool, env, env_file, target_url)
 
 
 def client() -> Any:

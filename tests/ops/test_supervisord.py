@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from flows.fleet.server import ServerHandle
+from tests.every_table import every_table_differences
 from tests.ops.conftest import ETLCTL, LONG_TABLE, OPS, OpsFleet, Source, flow_run, make_fleet, workers_of
 from tests.polling import until
 
@@ -178,7 +179,8 @@ def test_stop_waits_for_the_running_table_then_the_worker_is_gone(supervised: Su
 
     final = flow_run(run_id)  # read once `stop` has returned: the run must already be over
     assert final.state_type.value == "COMPLETED", final.state
-    assert fleet.target_fingerprint() == fleet.source_fingerprint
+    # every table: the drained one equals its source, the one never claimed is not in the target
+    assert every_table_differences(fleet.env["ETLCTL_CONFIG"], loaded=[LONG_TABLE]) == []
     assert not psutil.pid_exists(worker_pid) and not psutil.pid_exists(run_pid)
     assert leftovers(supervised.home, -1, [name]) == []
     assert supervised.status()[name][0] == "STOPPED"
