@@ -24,7 +24,7 @@ from flows.errors import DiskFullError, RowCountMismatchError, UnsupportedError,
 from flows.etl import state as st
 from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
-from flows.etl.driver import can_pipe, pipe_rows, stream_rows, write_rows
+from flows.etl.driver import can_pipe, pipe_rows, rows_writer, stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query
@@ -208,14 +208,20 @@ class _Full(_Load):
 
     def copy(self, query: Select, into: Table, result: st.TableResult, commit_each: bool = False) -> None:
         """Every row of `query` into `into`; `commit_each` commits every chunk on its own."""
-        for _, chunk in self.chunks(query):
-            if commit_each:
+        if commit_each:
+            for _, chunk in self.chunks(query):
                 with self.tgt.begin():
                     write_rows(self.tgt, into, self.names, chunk)
-            else:
-                write_rows(self.tgt, into, self.names, chunk)
-            result.rows_read += len(chunk)
-            self.progress(result.rows_read)
+                self.counted(result, chunk)
+            return
+        with rows_writer(self.tgt, into, self.names) as write:
+            for _, chunk in self.chunks(query):
+                write(chunk)
+                self.counted(result, chunk)
+
+    def counted(self, result: st.TableResult, chunk: Sequence[tuple]) -> None:
+        result.rows_read += len(chunk)
+        self.progress(result.rows_read)
 
     def check(self, result: st.TableResult, expected: int, loaded: int, finish: Finish) -> None:
         """The row-count check and the state row, in the transaction that replaces the rows."""

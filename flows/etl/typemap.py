@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -184,9 +185,13 @@ def adapt_rows(rows: Sequence[tuple], adapters: Sequence[Adapter | None]) -> Seq
     active = [(i, f) for i, f in enumerate(adapters) if f is not None]
     if not active or not rows:
         return rows
-    columns = list(zip(*rows, strict=True))
+    columns: list[Sequence] = list(zip(*rows, strict=True))
     for i, adapt in active:
-        columns[i] = tuple([None if v is None else adapt(v) for v in columns[i]])
+        values = columns[i]
+        if None in values:
+            columns[i] = [None if v is None else adapt(v) for v in values]
+        elif adapt not in _RARE or _RARE[adapt](values):  # map: no Python loop when nothing is NULL
+            columns[i] = list(map(adapt, values))
     return list(zip(*columns, strict=True))
 
 
@@ -233,7 +238,7 @@ def _pg_to_sqlite(column: Column) -> ColumnMapping:
             return ColumnMapping(False, Numeric(kind.precision, kind.scale), _decimal_to_real)
         return ColumnMapping(False, Text(), _decimal_text)
     if isinstance(kind, DateTime):
-        return ColumnMapping(False, DateTime(), _sqlite_datetime)
+        return ColumnMapping(False, DateTime(), _sqlite_datetime if kind.timezone else _naive_datetime)
     if isinstance(kind, Date):
         return ColumnMapping(False, Date(), _sqlite_date)
     if isinstance(kind, Time) and not kind.timezone:
@@ -270,6 +275,17 @@ def _decimal_to_real(value: Decimal) -> float | str:
 def _decimal_text(value: Decimal) -> str:
     """The digits as PostgreSQL prints them, never in exponent form (str gives 1E-7)."""
     return "NaN" if value.is_nan() else "Infinity" if value == Decimal("Infinity") else format(value, "f")
+
+
+def _any_nan(values: Sequence[float]) -> bool:
+    return not all(map(math.isfinite, values)) and any(map(math.isnan, values))
+
+
+# adapters that change only a rare value, and the column-wide test (in C) for whether any is there
+_RARE: dict[Adapter, Callable[[Sequence], bool]] = {_float8: _any_nan}
+
+# SQLAlchemy's SQLite text form of a timestamp without zone, with no Python frame per value
+_naive_datetime = operator.methodcaller("isoformat", " ", "microseconds")
 
 
 def _sqlite_datetime(value: dt.datetime) -> str:
