@@ -20,7 +20,9 @@ def test_a_table_loading_into_postgresql_leaves_its_rows_for_the_orchestrator(pg
     pg_cluster.create_database(f"tgt_{tag}")
     with create_engine(source).begin() as conn:
         conn.exec_driver_sql("CREATE TABLE items (id integer PRIMARY KEY, name text)")
-        conn.exec_driver_sql(f"INSERT INTO items SELECT g, repeat('n', 200) || g FROM generate_series(1, {ROWS}) g")
+        conn.exec_driver_sql(
+            f"INSERT INTO items SELECT g, repeat('n', 200) || g FROM generate_series(1, {ROWS}) g"
+        )
     path = tmp_path / "etlctl.toml"
     path.write_text(
         f'[source]\nurl = "{config_url(pg_cluster, f"src_{tag}")}"\n'
