@@ -274,7 +274,7 @@ def deploy(settings: Settings) -> None:
     "--ping-url",
     envvar="ETLCTL_PING_URL",
     help="Dead-man's switch: GET <url>/start when the batch starts, <url>/<exit code> whenever "
-    "the command ends (0, 1, 2, 3, 4, 69 or 75).",
+    "the command ends (0, 1, 2, 3, 4, 69, 75, 130 or 143).",
 )
 @click.option(
     "--start-timeout",
