@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from itertools import pairwise
 
 from sqlalchemy import create_engine
 
@@ -40,7 +41,7 @@ def test_a_table_loading_into_postgresql_leaves_its_rows_for_the_orchestrator(pg
     # PostgreSQL to PostgreSQL pipes COPY blocks of 256 KB: a report at a block's end, once at
     # least a chunk's rows have passed since the last one (1 MB of rows here: several reports).
     assert len(seen) > 1 and seen[-1] == ROWS, seen
-    assert all(later - earlier >= 1000 for earlier, later in zip(seen, seen[1:-1], strict=False)), seen
+    assert all(later - earlier >= 1000 for earlier, later in pairwise(seen[:-1])), seen
     with rows_reader(config, "b1") as rows:
         read, rate = rows()["items"]
     assert read == ROWS and rate >= 0
