@@ -51,6 +51,7 @@ class Report:
     mismatched: list[str]  # tables whose target differs from the source
     killed_host: str | None = None
     lost: list[LostRun] = field(default_factory=list)
+    finished_in_flight: list[str] = field(default_factory=list)  # ended before the kill, reported after it
     resubmitted_hosts: dict[str, str] = field(default_factory=dict)  # lost table -> host of its rerun
     recovered_after: float | None = None  # kill -> the last rerun of a lost table Completed
     verdicts: dict[str, str] = field(default_factory=dict)  # `etlctl machine ls` afterwards
@@ -81,6 +82,8 @@ class Report:
                     f"  lost on {self.killed_host}: {lost.table} ({lost.state} {crashed} after the kill), "
                     f"rerun on {rerun}"
                 )
+            for table in self.finished_in_flight:
+                lines.append(f"  finished on {self.killed_host} before the kill, reported after: {table}")
             if not self.lost:
                 lines.append(f"  nothing was in progress on {self.killed_host} when it was killed")
             lines.append(f"  kill -> lost runs marked Crashed: {_seconds(self.crashed_after)}")
@@ -103,7 +106,7 @@ def run_scenario(lab: Lab, kill_host: str | None = None, timeout: float = RUN_TI
     log_path = lab.root / "etlctl-run.log"
     batch = lab.start_batch(log_path)
     started = time.monotonic()
-    killed_at = None
+    killed_at = dead_at = None
     in_progress: list[dict[str, Any]] = []
     if kill_host is not None:
         until(
@@ -114,6 +117,7 @@ def run_scenario(lab: Lab, kill_host: str | None = None, timeout: float = RUN_TI
         )
         killed_at = time.time()
         killed = kill_namespace(namespace(kill_host))
+        dead_at = time.time()
         lab.host_lost_power(kill_host)
         in_progress = [r for r in table_runs(lab) if _host_of(r) == kill_host and not _final(r)]
         lab.say(
@@ -131,7 +135,8 @@ def run_scenario(lab: Lab, kill_host: str | None = None, timeout: float = RUN_TI
     seconds = lab.timings["etlctl run"] = time.monotonic() - started
     lab.say(f"etlctl run exited {exit_code} after {seconds:.1f} s")
     with lab.step("report"):
-        report = _report(lab, exit_code, seconds, kill_host, killed_at, in_progress, tail(log_path))
+        kill = (killed_at, dead_at)
+        report = _report(lab, exit_code, seconds, kill_host, kill, in_progress, tail(log_path))
     return report
 
 
@@ -199,10 +204,13 @@ def _report(
     exit_code: int,
     seconds: float,
     kill_host: str | None,
-    killed_at: float | None,
+    kill: tuple[float | None, float | None],
     in_progress: list[dict[str, Any]],
     output: str,
 ) -> Report:
+    """`kill` is when the kill began and when every process was dead: a run whose Completed state is
+    stamped before the latter finished in time, and only its last request reached the server late."""
+    killed_at, dead_at = kill
     report = Report(exit_code, seconds, target_hosts(lab), mismatched_tables(lab), kill_host)
     report.output = output
     report.verdicts = {host: entry["verdict"] for host, entry in lab.machines().items()}
@@ -212,6 +220,9 @@ def _report(
     by_id = {r["id"]: r for r in runs}
     for lost in in_progress:
         final = by_id[lost["id"]]
+        if final["state_type"] == "COMPLETED" and _timestamp(final["end_time"]) <= dead_at:
+            report.finished_in_flight.append(lost["name"])
+            continue
         crashed = [s for s in state_history(lab, lost["id"]) if s["type"] == "CRASHED"]
         crashed_after = _timestamp(crashed[0]["timestamp"]) - killed_at if crashed else None
         report.lost.append(LostRun(lost["name"], final["state_name"], crashed_after))

@@ -159,7 +159,7 @@ def test_a_killed_worker_comes_back_under_its_name_with_a_fresh_heartbeat(superv
     assert new and new_pid != old
     assert psutil.Process(new_pid).cmdline()[-2:] == ["--name", name]
     print(f"\n{name}: kill -9 to a fresh Prefect heartbeat under the same name: {beat - killed_at:.1f} s")
-    assert beat - killed_at < 30  # well inside one 30 s heartbeat period: the new worker's first beat
+    assert beat - killed_at < 45  # a new worker beats at start; the old name would wait a 30 s period
 
 
 def test_stop_waits_for_the_running_table_then_the_worker_is_gone(supervised: Supervised) -> None:

@@ -118,7 +118,7 @@ def test_a_worker_lost_between_claim_and_start_costs_seconds_not_minutes(fleet, 
         took = time.monotonic() - lost_at
         print(f"{fate}: the batch ended {took:.1f} s after its claiming worker was lost")
         assert run.returncode == 0, stdout + stderr
-        assert took < 45, f"the batch took {took:.0f} s after the claimer was lost"
+        assert took < 90, f"the batch took {took:.0f} s after the claimer was lost"  # unrescued: 300 s
         state = _states(first.id)[-1]
         assert state.is_crashed() and told in state.message, state
         if fate == "freeze":  # thawed, the worker starts the run it claimed: that run must not load
