@@ -128,9 +128,11 @@ def _take_over(client: SyncPrefectClient) -> UUID | None:
     why = dead_reason(client, holder, this_host()) if holder else None
     if why is None:
         return None
-    log.warning("the orchestrator lock's holder is dead (%s): releasing its lease", why)
     client.release_concurrency_slots_with_lease(UUID(holder.lease_id))
-    return _take(client)  # None again if another run was faster
+    lease = _take(client)  # None again if another run was faster (the record was stale)
+    if lease is not None:
+        log.warning("the orchestrator lock's holder is dead (%s): released its lease", why)
+    return lease
 
 
 @contextmanager
@@ -158,4 +160,14 @@ def orchestrator_lock() -> Iterator[None]:
                 yield
         finally:
             _held = None
-            client.release_concurrency_slots_with_lease(lease)
+            try:
+                _forget(lease)
+            finally:
+                client.release_concurrency_slots_with_lease(lease)
+
+
+def _forget(lease: UUID) -> None:
+    """Drop the record while the lease is still ours, so no later run judges a holder long gone."""
+    holder = read_holder()
+    if holder is not None and holder.lease_id == str(lease):
+        Variable.unset(HOLDER_VARIABLE)

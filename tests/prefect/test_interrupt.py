@@ -78,7 +78,7 @@ def test_the_next_run_settles_an_interrupted_batch(fleet, signum):
     )
     if signum == signal.SIGKILL:
         until(
-            lambda: "releasing its lease" in second_err.read_text() or second.poll() is not None,
+            lambda: "released its lease" in second_err.read_text() or second.poll() is not None,
             120,
             "takeover",
         )
