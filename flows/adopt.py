@@ -31,9 +31,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Cancelled, Crashed
 
 from flows.fleet.flow_runs import all_runs
-from flows.fleet.naming import run_host
 from flows.names import ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag
-from flows.rescue import lost_hosts
+from flows.rescue import crash_lost_runs
 
 QUEUED = [StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]
 UNFINISHED = [*QUEUED, StateType.RUNNING, StateType.CANCELLING]
@@ -82,8 +81,9 @@ def running_of(client: SyncPrefectClient, batch: str) -> list[FlowRun]:
 def settle_leftovers(poll_seconds: float, pool: str, wait_seconds: float = WAIT_SECONDS) -> list[str]:
     """Crash dead orchestrator runs, cancel their queued runs, wait for their running tables.
 
-    Call only while holding the orchestrator lock. A running table of a host whose workers of
-    `pool` are all offline is marked Crashed rather than waited for: nothing will ever end it.
+    Call only while holding the orchestrator lock. A table run nothing will ever end (its host's
+    workers of `pool` all offline, its claiming worker dead before it started: flows.rescue) is
+    marked Crashed rather than waited for; this batch loads that table afresh.
     Returns the batches it settled.
     """
     with get_client(sync_client=True) as client:
@@ -118,15 +118,6 @@ def _headless_batches(client: SyncPrefectClient) -> set[str | None]:
     return {batch_of(run) for run in _runs(client, UNFINISHED, [TABLE_FLOW])} - {None}
 
 
-def _on_lost_hosts(client: SyncPrefectClient, runs: list[FlowRun], pool: str) -> list[FlowRun]:
-    hosts = {run.id: run_host(run.labels) for run in runs}
-    if not any(hosts.values()):
-        return []
-    workers = {w.name: w.status == "ONLINE" for w in client.read_workers_for_work_pool(pool)}
-    lost = lost_hosts({host for host in hosts.values() if host}, workers)
-    return [run for run in runs if hosts[run.id] in lost]
-
-
 def _batch_param(run: FlowRun) -> str | None:
     return batch_of(run) or run.parameters.get("batch_id")
 
@@ -141,11 +132,8 @@ def _wait_for(
         log.warning("waiting for %d table runs of an earlier batch to finish first: %s", len(pending), names)
     while pending and time.monotonic() < deadline:
         current = [client.read_flow_run(run_id) for run_id in pending]
-        pending -= {run.id for run in current if run.state is None or run.state.is_final()}
-        for run in _on_lost_hosts(client, [run for run in current if run.id in pending], pool):
-            message = "its host is lost (no worker online) and its batch's orchestrator is gone"
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-            pending.discard(run.id)
+        crash_lost_runs(client, current, client.read_workers_for_work_pool(pool), log)
+        pending = {run.id for run in current if run.state is not None and not run.state.is_final()}
         if pending:
             time.sleep(poll_seconds)
     if pending:

@@ -19,6 +19,7 @@ from flows.etl import state as st
 from flows.etl.batch import new_batch_id
 from flows.etl.history import batch_results
 from flows.interrupt import interruptible
+from flows.lock import note_batch
 from flows.names import batch_tag
 from flows.orchestrator import main_etl
 
@@ -41,6 +42,7 @@ def run_batch(
     SIGTERM during the batch cancels its queued runs (flows.interrupt) and raises BatchInterruptedError.
     """
     batch = new_batch_id()
+    note_batch(batch)
     settle_leftovers(config.prefect.poll_seconds, config.prefect.table_pool)
     with interruptible(batch), tags(batch_tag(batch)):
         final = main_etl(

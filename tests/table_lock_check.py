@@ -2,6 +2,7 @@
 
 The test holds the table's lock first, so both loads are certainly running and waiting at the same
 moment (no timing luck); when it lets go, one loads and the other must wait for it, not interleave.
+Ends comparing every configured table with its source (tests/every_table.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flows.etl import state as st
 from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
 from flows.etl.table_lock import table_lock
+from tests.every_table import every_table_differences
 from tests.polling import until
 
 ETLCTL = str(Path(sys.executable).with_name("etlctl"))
@@ -51,3 +53,4 @@ def two_loads_at_once(config: Config, env: dict[str, str], logs: Path) -> None:
     with target.connect() as conn:
         rows = conn.execute(select(runs.c.batch_id, runs.c.outcome, runs.c.rows_written)).all()
     assert sorted(rows) == [("b1", "success", expected), ("b2", "success", expected)]
+    assert every_table_differences(config.path, loaded=[TABLE]) == []  # and no other table touched

@@ -282,7 +282,7 @@ def _named(exc: Exception, table: str) -> Exception:
     The drivers' own words ("database or disk is full", "could not extend file") say neither which
     table nor that nothing changed; SQLite's SQLITE_FULL and PostgreSQL's disk_full (53100) do.
     """
-    orig = getattr(exc, "orig", None)
+    orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error; COPY through psycopg does not
     if getattr(orig, "sqlite_errorcode", None) != SQLITE_FULL and getattr(orig, "sqlstate", None) != "53100":
         return exc
     return DiskFullError(

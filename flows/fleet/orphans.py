@@ -10,6 +10,11 @@ stays Pending too: nobody could report it. The worker's own record settles both:
 its pool labelled with its name that it is not submitting right now and that is not one of its
 live processes is an orphan. It marks it Crashed with a message that says so, and the waiting
 orchestrator resubmits the table at its next poll.
+
+A run left Running by a worker killed with kill -9 goes on in its own process (the fork server
+never kills it) and reports its own end. If that process dies too before the worker is back, no one
+is left to report it: the restarted worker finds a Running run labelled with its name whose process
+is gone from this host and marks it Crashed the same way (unless it ended meanwhile).
 """
 
 from __future__ import annotations
@@ -37,23 +42,29 @@ from flows.fleet.naming import RESUBMITTED, WORKER_LABEL
 async def release_orphaned_claims(
     client: PrefectClient, worker: str, pool: str, submitting: Collection[UUID], logger: Any
 ) -> int:
-    """Mark Crashed the Pending runs `worker` claimed but holds no process for; returns how many."""
-    pending = await client.read_flow_runs(
+    """Mark Crashed the Pending runs `worker` claimed but holds no process for, and its Running runs
+    whose process is gone; returns how many."""
+    unfinished = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))
         ),
         work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
         limit=200,
     )
+    pending = [run for run in unfinished if run.state_type == StateType.PENDING]
+    running = [run for run in unfinished if run.state_type == StateType.RUNNING]
     mine = {p.pid for p in psutil.Process().children(recursive=True)}
-    lost = orphans(pending, worker, set(submitting), mine)
-    for run in lost:
-        message = (
-            f"worker {worker} has no process for the run it claimed "
-            f"(restarted, or the start failed unreported); {RESUBMITTED}"
-        )
+    claimed = (
+        f"worker {worker} has no process for the run it claimed (restarted, or the start failed unreported)"
+    )
+    gone = f"the process of the run worker {worker} started is gone (killed while the worker was down)"
+    # A Running run is only moved on if it still is: not over an end its process reported meanwhile.
+    lost = [(run, claimed, True) for run in orphans(pending, worker, set(submitting), mine)]
+    lost += [(run, gone, False) for run in headless(running, worker, set(submitting))]
+    for run, why, force in lost:
+        message = f"{why}; {RESUBMITTED}"
         logger.log(logging.WARNING, "%s (%s): marking it Crashed", message, run.name)
-        await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+        await client.set_flow_run_state(run.id, Crashed(message=message), force=force)
     return len(lost)
 
 
@@ -67,6 +78,25 @@ def orphans(pending: list[FlowRun], worker: str, submitting: set[UUID], alive: s
         and run.id not in submitting
         and _pid(run.infrastructure_pid) not in alive
     ]
+
+
+def headless(running: list[FlowRun], worker: str, submitting: set[UUID]) -> list[FlowRun]:
+    """Of the pool's Running runs, those labelled `worker` whose process no longer exists here."""
+    return [
+        run
+        for run in running
+        if (run.labels or {}).get(WORKER_LABEL) == worker
+        and run.id not in submitting
+        and (pid := _pid(run.infrastructure_pid)) is not None
+        and not _alive(pid)
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _pid(infrastructure_pid: str | None) -> int | None:
