@@ -51,6 +51,7 @@ PRELOAD = (
     "flows.cleanup",
 )
 REQUEST_TIMEOUT = 10.0
+TEARDOWN_SECONDS = 60  # a run's process after its final state: flushing logs and events
 
 Stamp = dict[str, tuple[int, int]]
 
@@ -279,6 +280,9 @@ def _engine(flow_run_id: str) -> int:
 def main(argv: list[str]) -> int:
     for name in PRELOAD:
         importlib.import_module(name)
+    from flows.fleet import quick_start
+
+    quick_start.apply()
     if threading.active_count() != 1:  # a fork copies only the forking thread: locks could be held
         print("etlctl fork server: threads started while preloading; refusing to fork", file=sys.stderr)
         return 1
@@ -306,7 +310,11 @@ def _child_exit_code(request: dict[str, Any]) -> int:
 def _exit_child(code: int) -> None:
     """Run what interpreter exit runs that matters (joining Prefect's log and event senders, atexit
     hooks), then leave without tearing down ~1,300 modules one by one: that teardown cost the
-    next table up to 1.5 s on a loaded host."""
+    next table up to 1.5 s on a loaded host.
+
+    The worker frees the run's slot as soon as its final state is reported, before this runs, so a
+    hang here must not go unnoticed for ever: SIGALRM ends the process after TEARDOWN_SECONDS."""
+    signal.alarm(TEARDOWN_SECONDS)
     threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
