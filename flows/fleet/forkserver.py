@@ -253,17 +253,20 @@ def _settings_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _engine(flow_run_id: str) -> int:
-    """prefect/engine.py's `__main__` block, Prefect 3.9.1, as a function."""
+    """prefect/engine.py's `__main__` block, Prefect 3.9.1, as a function, sharing one client."""
     from uuid import UUID
 
     from prefect._internal.control_listener import configure_from_env
     from prefect._internal.metrics import RunMetrics
+    from prefect.context import SyncClientContext
     from prefect.engine import _drive_run_flow_result, handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
 
     run_id = UUID(flow_run_id)
     configure_from_env()
-    with handle_engine_signals(run_id):
+    # One API client for reading the run and for the engine (Prefect's own block makes two, each
+    # loading the CA bundle and opening a connection): the engine reuses a client context it finds.
+    with SyncClientContext.get_or_create(), handle_engine_signals(run_id):
         flow_run = load_flow_run(flow_run_id=run_id)
         run_logger = flow_run_logger(flow_run=flow_run)
         try:

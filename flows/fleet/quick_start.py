@@ -24,7 +24,7 @@ from uuid import UUID
 import prefect.flow_engine
 from prefect._flow_run_suspension import observe_flow_run_suspension
 
-CONNECT_WAIT = 30.0  # at the end of a run: how long to wait for an observer still connecting
+CONNECT_WAIT = 2.0  # at the end of a run: an observer still connecting is left to the process exit
 
 
 @contextlib.contextmanager
