@@ -156,6 +156,7 @@ def wait_online(pool: str, names: set[str], timeout: float = 120) -> None:
 def create_runs(deployment: str, tables: list[str], concurrency: int = 8) -> list[Any]:
     """One run per table, created concurrently; returns the runs in creation order."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
 
     async def go() -> list[Any]:
         async with get_client() as client:
@@ -164,9 +165,15 @@ def create_runs(deployment: str, tables: list[str], concurrency: int = 8) -> lis
 
             async def one(table: str) -> Any:
                 async with gate:
-                    return await client.create_flow_run_from_deployment(
-                        dep.id, parameters={"table": table}, name=table
-                    )
+                    for attempt in range(5):  # a busy SQLite-backed server answers 503 "database is locked"
+                        try:
+                            return await client.create_flow_run_from_deployment(
+                                dep.id, parameters={"table": table}, name=table
+                            )
+                        except PrefectHTTPStatusError as exc:
+                            if exc.response.status_code != 503 or attempt == 4:
+                                raise
+                            await asyncio.sleep(2**attempt)
 
             return await asyncio.gather(*(one(t) for t in tables))
 

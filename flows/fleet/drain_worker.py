@@ -44,11 +44,14 @@ from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.orphans import release_orphaned_claims
 from flows.fleet.processes import flow_run_processes
+from flows.fleet.read_cache import CachedReads
 
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
+TEARDOWN_GRACE = 10.0
 SYSTEMD_ENV = "INVOCATION_ID"  # systemd sets it in every service it starts
 ORPHAN_CHECK_SECONDS = 30.0
+ENTRYPOINT_ENV = "PREFECT__FLOW_ENTRYPOINT"  # read by prefect.flow_engine.load_flow
 
 
 class DrainingProcessWorker(ProcessWorker):
@@ -62,6 +65,8 @@ class DrainingProcessWorker(ProcessWorker):
         self._host_drained = False
         self._signals = 0
         self._fork_server = ForkServer()
+        self._cached_reads: CachedReads | None = None
+        self._labelled: dict[Any, anyio.Event] = {}
         self._slot_freed = anyio.Event()
         self._poll_lock = anyio.Lock()
         self._host_drain_flag = False
@@ -120,6 +125,34 @@ class DrainingProcessWorker(ProcessWorker):
         finally:
             self._fork_server.close()
 
+    @property
+    def client(self) -> Any:
+        """Prefect's client, with deployment and flow reads remembered briefly (flows.fleet.read_cache)."""
+        client = super().client
+        if self._cached_reads is None or self._cached_reads.wraps is not client:
+            self._cached_reads = CachedReads(client)
+        return self._cached_reads
+
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: Any) -> None:
+        """Label the run while its process is forked, not before: one round trip off the launch.
+        `run` waits for the label before the run's pid is recorded, so a claimed run is labelled
+        with its worker whenever it has no process yet (flows.rescue reads that)."""
+        assert self._runs_task_group is not None
+        self._labelled[flow_run_id] = done = anyio.Event()
+        self._runs_task_group.start_soon(self._label, flow_run_id, done)
+
+    async def _label(self, flow_run_id: Any, done: anyio.Event) -> None:
+        try:
+            await super()._give_worker_labels_to_flow_run(flow_run_id)
+        except Exception as exc:  # a label is bookkeeping; the run goes on without it
+            self._logger.warning("Could not label flow run %s with this worker: %s", flow_run_id, exc)
+        finally:
+            done.set()
+
+    async def _propose_submitting_state(self, flow_run: Any) -> None:
+        """Skipped: "Submitting" is a second Pending state, one more round trip before a table starts;
+        the run is Pending (claimed) until its process proposes Running."""
+
     async def run(
         self,
         flow_run: Any,
@@ -127,6 +160,7 @@ class DrainingProcessWorker(ProcessWorker):
         task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> ProcessWorkerResult:
         """Prefect's ProcessWorker.run with the process forked from the warm interpreter."""
+        labelled = self._labelled.pop(flow_run.id, None)
         if configuration._command_configured:  # a job with its own command runs as Prefect runs it
             return await super().run(flow_run, configuration, task_status)
         task_status = task_status or anyio.TASK_STATUS_IGNORED
@@ -136,7 +170,7 @@ class DrainingProcessWorker(ProcessWorker):
             cwd = Path(configuration.working_dir or scratch).resolve()
             starter = WarmStarter(
                 self._fork_server,
-                configuration.env,
+                {**configuration.env, **await self._entrypoint_env(flow_run)},
                 cwd,
                 configuration.stream_output,
                 ctx.control_channel,
@@ -153,10 +187,23 @@ class DrainingProcessWorker(ProcessWorker):
 
             async with anyio.create_task_group() as group:
                 handle = await group.start(execute)
+                if labelled is not None:
+                    await labelled.wait()
                 task_status.started(handle.pid)
         if execution is None or execution.status_code is None:
             raise RuntimeError("Failed to start flow run process.")
         return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
+
+    async def _entrypoint_env(self, flow_run: Any) -> dict[str, str]:
+        """Tell the run's process its flow's module path, as Prefect's runner does, where that is all
+        the deployment would tell it (no pull steps): it then skips reading the deployment again."""
+        if flow_run.deployment_id is None:
+            return {}
+        deployment = await self.client.read_deployment(flow_run.deployment_id)
+        entrypoint = deployment.entrypoint or ""
+        if not entrypoint or ":" in entrypoint or deployment.pull_steps:
+            return {}
+        return {ENTRYPOINT_ENV: entrypoint}
 
     def _release_limit_slot(self, flow_run_id: Any) -> None:
         super()._release_limit_slot(flow_run_id)
@@ -220,6 +267,10 @@ class DrainingProcessWorker(ProcessWorker):
         deadline = anyio.current_time() + float(os.environ.get(DRAIN_ENV, DEFAULT_DRAIN_SECONDS))
         while self._in_flight() and self._signals < 2 and anyio.current_time() < deadline:
             await anyio.sleep(0.2)
+        if not self._in_flight():  # every run is final: their processes flush their logs and leave
+            with anyio.move_on_after(TEARDOWN_GRACE):
+                while self._signals < 2 and _flow_runs():
+                    await anyio.sleep(0.2)
         runs = _flow_runs()
         if runs:
             self._logger.warning("Drain ended with %d flow runs still going; stopping them", len(runs))

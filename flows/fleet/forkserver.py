@@ -51,6 +51,7 @@ PRELOAD = (
     "flows.cleanup",
 )
 REQUEST_TIMEOUT = 10.0
+TEARDOWN_SECONDS = 60  # a run's process after its final state: flushing logs and events
 
 Stamp = dict[str, tuple[int, int]]
 
@@ -252,17 +253,20 @@ def _settings_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _engine(flow_run_id: str) -> int:
-    """prefect/engine.py's `__main__` block, Prefect 3.9.1, as a function."""
+    """prefect/engine.py's `__main__` block, Prefect 3.9.1, as a function, sharing one client."""
     from uuid import UUID
 
     from prefect._internal.control_listener import configure_from_env
     from prefect._internal.metrics import RunMetrics
+    from prefect.context import SyncClientContext
     from prefect.engine import _drive_run_flow_result, handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
 
     run_id = UUID(flow_run_id)
     configure_from_env()
-    with handle_engine_signals(run_id):
+    # One API client for reading the run and for the engine (Prefect's own block makes two, each
+    # loading the CA bundle and opening a connection): the engine reuses a client context it finds.
+    with SyncClientContext.get_or_create(), handle_engine_signals(run_id):
         flow_run = load_flow_run(flow_run_id=run_id)
         run_logger = flow_run_logger(flow_run=flow_run)
         try:
@@ -279,6 +283,9 @@ def _engine(flow_run_id: str) -> int:
 def main(argv: list[str]) -> int:
     for name in PRELOAD:
         importlib.import_module(name)
+    from flows.fleet import quick_start
+
+    quick_start.apply()
     if threading.active_count() != 1:  # a fork copies only the forking thread: locks could be held
         print("etlctl fork server: threads started while preloading; refusing to fork", file=sys.stderr)
         return 1
@@ -306,7 +313,11 @@ def _child_exit_code(request: dict[str, Any]) -> int:
 def _exit_child(code: int) -> None:
     """Run what interpreter exit runs that matters (joining Prefect's log and event senders, atexit
     hooks), then leave without tearing down ~1,300 modules one by one: that teardown cost the
-    next table up to 1.5 s on a loaded host."""
+    next table up to 1.5 s on a loaded host.
+
+    The worker frees the run's slot as soon as its final state is reported, before this runs, so a
+    hang here must not go unnoticed for ever: SIGALRM ends the process after TEARDOWN_SECONDS."""
+    signal.alarm(TEARDOWN_SECONDS)
     threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

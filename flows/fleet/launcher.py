@@ -23,6 +23,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from prefect._internal.attempt_control import EngineOutcomeReceipt
+from prefect.client.schemas.objects import TERMINAL_STATES
 from prefect.logging import get_logger
 from prefect.runner._process_manager import ProcessHandle, _PosixProcessGroupTerminationScope
 from prefect.settings import get_current_settings
@@ -34,6 +36,8 @@ from flows.limits import WorkerLimits
 START_TIMEOUT = 180.0  # importing Prefect on a loaded 2-core host has taken 20 s; leave room
 UNKNOWN_EXIT = 1
 CLOSE_WAIT = 10.0  # the fork server died before telling how the run ended
+CONCLUSION_POLL = 0.02  # a dict lookup: how soon a reported final state frees the slot
+FINAL_STATE_TYPES = frozenset(state.value for state in TERMINAL_STATES)
 
 log = get_logger("etlctl.launcher")
 
@@ -202,19 +206,23 @@ class WarmStarter:
                     rss = await watch_memory(pid, self._limits, run_label(flow_run))
 
                 group.start_soon(watch)
+            status = None
+            if registered:
+
+                async def concluded() -> None:
+                    nonlocal status
+                    await _wait_concluded(self._control_channel, flow_run.id)
+                    status = 0
+                    group.cancel_scope.cancel()
+
+                group.start_soon(concluded)
             try:
-                reply = await _read_line(stream)
-                status = int(reply["status"])
-            except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError, KeyError):
-                log.error(
-                    "lost the fork server while flow run %s ran; its exit status is unknown", flow_run.id
-                )
-                await _wait_pid_gone(pid)
-                status = UNKNOWN_EXIT
-            group.cancel_scope.cancel()  # the watcher: the run has ended
+                status = await _exit_status(stream, pid, flow_run.id)
+            finally:
+                group.cancel_scope.cancel()  # the watchers: the run has ended
         if rss is not None and self._limits.memory_max is not None:
             await fail_run(flow_run, over_limit(run_label(flow_run), self._limits.memory_max, rss))
-        process.returncode = status
+        process.returncode = status if status is not None else UNKNOWN_EXIT
 
 
 def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -222,8 +230,20 @@ def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[st
     EngineCommandStarter builds it for `python -m prefect.engine`."""
     env: dict[str, str | None] = dict(os.environ)
     env.update(job_env or {})
-    env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+    env.update(_settings_environment())
     return sanitize_subprocess_env(env)
+
+
+_settings_seen: list[Any] = [None, {}]
+
+
+def _settings_environment() -> dict[str, str]:
+    """The current Prefect settings as variables, computed again only when the settings object changes:
+    dumping them costs a quarter of a second of a loaded host for every run otherwise."""
+    settings = get_current_settings()
+    if _settings_seen[0] is not settings:
+        _settings_seen[:] = [settings, settings.to_environment_variables(exclude_unset=True)]
+    return dict(_settings_seen[1])
 
 
 def engine_environment(
@@ -239,6 +259,32 @@ def engine_environment(
         }
     )
     return env
+
+
+async def _exit_status(stream: anyio.abc.SocketStream, pid: int, flow_run_id: Any) -> int:
+    """The run process's exit status, as the fork server reports it once the child is reaped."""
+    try:
+        reply = await _read_line(stream)
+        return int(reply["status"])
+    except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError, KeyError):
+        log.error("lost the fork server while flow run %s ran; its exit status is unknown", flow_run_id)
+        await _wait_pid_gone(pid)
+        return UNKNOWN_EXIT
+
+
+async def _wait_concluded(control_channel: Any, flow_run_id: Any) -> None:
+    """Return once the run's engine has reported a final state over Prefect's control channel.
+
+    That receipt is Prefect's own terminal evidence: its executor then treats the attempt as
+    handled whatever the exit code. Freeing the slot here, not at process exit, saves the child's
+    teardown (joining its heartbeat, log and event threads) from the gap before the next table;
+    the child is still reaped by the fork server, and leaves within TEARDOWN_SECONDS.
+    """
+    while True:
+        conclusion = control_channel.get_conclusion(flow_run_id)
+        if isinstance(conclusion, EngineOutcomeReceipt) and conclusion.state_type in FINAL_STATE_TYPES:
+            return
+        await anyio.sleep(CONCLUSION_POLL)
 
 
 async def _read_line(stream: anyio.abc.SocketStream) -> dict[str, Any]:
