@@ -85,12 +85,11 @@ def _claimed_run():
 @pytest.mark.parametrize(
     ("fate", "told"),
     [
-        (
-            "kill",
-            "has no process for the run it claimed",
-        ),  # the supervisor brings it back: it gives the run back
+        # the supervisor brings it back and it gives the run back, unless (on a loaded host) the
+        # orchestrator's heartbeat rule sees the silent worker first: either rescue is a rescue
+        ("kill", ("has no process for the run it claimed", "stopped heartbeating after claiming")),
         # it stays silent, the orchestrator resubmits; thawed, it starts the old run, which must not load
-        ("freeze", "stopped heartbeating after claiming"),
+        ("freeze", ("stopped heartbeating after claiming",)),
     ],
 )
 def test_a_worker_lost_between_claim_and_start_costs_seconds_not_minutes(fleet, fate, told):
@@ -120,7 +119,7 @@ def test_a_worker_lost_between_claim_and_start_costs_seconds_not_minutes(fleet, 
         assert run.returncode == 0, stdout + stderr
         assert took < 90, f"the batch took {took:.0f} s after the claimer was lost"  # unrescued: 300 s
         state = _states(first.id)[-1]
-        assert state.is_crashed() and told in state.message, state
+        assert state.is_crashed() and any(why in state.message for why in told), state
         if fate == "freeze":  # thawed, the worker starts the run it claimed: that run must not load
             _thaw([victim, *gone])
             late = until(lambda: _late_end(first.id), 120, "the late run to end")
