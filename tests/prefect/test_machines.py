@@ -20,10 +20,27 @@ def _probe() -> None:
     """Never run: only a flow for the probe's flow runs to belong to."""
 
 
+def _running_runs(client, count: int, worker: str) -> list[str]:
+    """`count` Running runs of the probe flow, each labelled as `worker`'s: one request per run,
+    where the client's create_flow_run and update_flow_run_labels take three."""
+    from prefect.states import Running, to_state_create
+
+    flow_id = str(client.create_flow(_probe))
+    state = to_state_create(Running()).model_dump(mode="json")
+    return [
+        client.request(
+            "POST",
+            "/flow_runs/",
+            json={"flow_id": flow_id, "name": f"probe-{i}", "state": state, "labels": {WORKER_LABEL: worker}},
+        ).json()["id"]
+        for i in range(count)
+    ]
+
+
 def test_a_host_owns_only_its_workers_and_counts_every_running_run(prefect_server):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.states import Completed, Running
+    from prefect.states import Completed
 
     from flows.fleet.machines import Machine, forget, record, statuses, wait_idle
 
@@ -33,9 +50,7 @@ def test_a_host_owns_only_its_workers_and_counts_every_running_run(prefect_serve
         record(Machine.now("db-07", 1, POOL, "supervisor"))
         try:
             client.send_worker_heartbeat(POOL, "db-07-01")
-            runs = [client.create_flow_run(_probe, name=f"probe-{i}", state=Running()) for i in range(RUNS)]
-            for run in runs:
-                client.update_flow_run_labels(run.id, {WORKER_LABEL: "db-07-01"})
+            runs = _running_runs(client, RUNS, "db-07-01")
             by_host = {s.machine.host: s for s in statuses()}
             # `db` has no worker of its own: db-07-01 belongs to host db-07
             assert (by_host["db"].live_workers, by_host["db"].verdict) == ([], "down")
@@ -45,7 +60,7 @@ def test_a_host_owns_only_its_workers_and_counts_every_running_run(prefect_serve
             assert wait_idle("db", timeout=0)
             assert not wait_idle("db-07", timeout=0)
             for run in runs:
-                client.set_flow_run_state(run.id, Completed(), force=True)
+                client.set_flow_run_state(run, Completed(), force=True)
             assert wait_idle("db-07", timeout=0)
         finally:
             forget("db")
