@@ -59,14 +59,16 @@ def write_rows(conn: Connection, table: Table, names: Sequence[str], rows: Seque
     """Append rows: PostgreSQL's COPY through psycopg, one executemany of tuples elsewhere."""
     if rows:
         with rows_writer(conn, table, names) as write:
-            write(rows)
+            write(rows, None)
+
+
+RowsWriter = Callable[[Sequence[tuple], Sequence[Sequence] | None], None]
 
 
 @contextmanager
-def rows_writer(
-    conn: Connection, table: Table, names: Sequence[str]
-) -> Iterator[Callable[[Sequence[tuple]], None]]:
-    """A function that appends chunks of rows, for as long as the context lasts.
+def rows_writer(conn: Connection, table: Table, names: Sequence[str]) -> Iterator[RowsWriter]:
+    """A function that appends chunks of rows, for as long as the context lasts: `write(rows,
+    columns)`, where `columns` is None or the same rows transposed (saves copytext doing it).
 
     On PostgreSQL it is one COPY for all the chunks, so the server parses one chunk while Python
     reads the next (a COPY per chunk waits for the server at each end). A chunk goes as one block
@@ -79,8 +81,8 @@ def rows_writer(
     if _is_psycopg(conn):
         with dbapi.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:
 
-            def copy_rows(rows: Sequence[tuple]) -> None:
-                if (block := copy_text(rows)) is not None:
+            def copy_rows(rows: Sequence[tuple], columns: Sequence[Sequence] | None = None) -> None:
+                if (block := copy_text(rows, columns)) is not None:
                     copy.write(block)
                     return
                 for row in rows:
@@ -89,9 +91,11 @@ def rows_writer(
             yield copy_rows
     elif conn.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
-        yield lambda rows: dbapi.cursor().executemany(f"INSERT INTO {into} VALUES ({marks})", rows)
+        yield lambda rows, _=None: dbapi.cursor().executemany(f"INSERT INTO {into} VALUES ({marks})", rows)
     else:
-        yield lambda rows: conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        yield lambda rows, _=None: conn.execute(
+            insert(table), [dict(zip(names, row, strict=True)) for row in rows]
+        )
 
 
 def _is_psycopg(conn: Connection) -> bool:
