@@ -12,6 +12,8 @@ processing, and typemap's adapters are the only conversions.
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -96,6 +98,36 @@ def rows_writer(conn: Connection, table: Table, names: Sequence[str]) -> Iterato
         yield lambda rows, _=None: conn.execute(
             insert(table), [dict(zip(names, row, strict=True)) for row in rows]
         )
+
+
+class _GcPause:
+    """Counted, so that loads in parallel threads turn the collector back on once, at the end."""
+
+    lock = threading.Lock()
+    holders = 0
+    was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while rows move.
+
+    A chunk is thousands of new tuples, and each few hundred allocations start a collection that
+    walks the live objects: 15-25% of the CPU of a SQLite -> PostgreSQL load. Rows hold no
+    reference cycles, so reference counting frees them all the same.
+    """
+    with _GcPause.lock:
+        if _GcPause.holders == 0:
+            _GcPause.was_enabled = gc.isenabled()
+            gc.disable()
+        _GcPause.holders += 1
+    try:
+        yield
+    finally:
+        with _GcPause.lock:
+            _GcPause.holders -= 1
+            if _GcPause.holders == 0 and _GcPause.was_enabled:
+                gc.enable()
 
 
 def _is_psycopg(conn: Connection) -> bool:

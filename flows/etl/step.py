@@ -24,7 +24,7 @@ from flows.errors import DiskFullError, RowCountMismatchError, UnsupportedError,
 from flows.etl import state as st
 from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
-from flows.etl.driver import can_pipe, pipe_rows, rows_writer, stream_rows, write_rows
+from flows.etl.driver import can_pipe, gc_paused, pipe_rows, rows_writer, stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
 from flows.etl.fit import InFlight
 from flows.etl.plan import primary_key_for, reflect_table
@@ -73,6 +73,7 @@ def run_table(
     try:
         with (
             table_lock(target_engine, table, config.target_schema),
+            gc_paused(),
             source_engine.connect() as src,
             src.begin(),
             target_engine.connect() as tgt,
