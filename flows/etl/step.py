@@ -73,7 +73,6 @@ def run_table(
     try:
         with (
             table_lock(target_engine, table, config.target_schema),
-            gc_paused(),
             source_engine.connect() as src,
             src.begin(),
             target_engine.connect() as tgt,
@@ -82,12 +81,14 @@ def run_table(
             key = primary_key_for(source, options)
             check_table(src, source, tgt.dialect)
             incremental_key = key if options.mode == "incremental" else None
-            # A PostgreSQL pair copied by COPY never turns a value into Python, so the dates
-            # Python cannot hold are looked for here rather than met while reading.
+            # A PostgreSQL pair copied by COPY never turns a value into Python, and to_char
+            # (typemap.formattable) writes infinity as NULL: the dates Python cannot hold are
+            # looked for here rather than met while reading.
             piped = options.mode == "full" and can_pipe(src, tgt)
+            dates = piped or bool(formattable(source, tgt.dialect))
             fits = _in_flight(src, tgt, source, options)
             skip = fits.columns if fits else ()
-            check_values(src, source, tgt.dialect, incremental_key, dates=piped, skip=skip)
+            check_values(src, source, tgt.dialect, incremental_key, dates=dates, skip=skip)
             target = target_table(
                 source,
                 src.dialect,
@@ -105,10 +106,12 @@ def run_table(
                 result = load.run(result, key, state, finish)
             else:
                 load = _Full(src, tgt, source, target, options, on_chunk, fits)
-                if attachable(src, tgt, source, config.source_schema):
-                    result = load.run_attached(result, finish)
-                else:
-                    result = load.run(result, finish)
+                # not around incremental loads: their per-chunk statements leave cyclic garbage
+                with gc_paused():
+                    if attachable(src, tgt, source, config.source_schema):
+                        result = load.run_attached(result, finish)
+                    else:
+                        result = load.run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
         named = _named(exc, table)
