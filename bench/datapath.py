@@ -2,6 +2,10 @@
 
     python -m bench.datapath [--rows 1000000] [--store-sales 288000] [--changed 100000] [--no-pg]
 
+Each load also prints the CPU seconds it took in this process (Python and the SQLite library, not
+the PostgreSQL server): on a loaded host the wall time says little, the CPU time what one core
+would need.
+
 SQLite baseline: `CREATE TABLE ... AS SELECT` over ATTACH. Incremental baseline: the step's own
 upsert statement (writer.upsert) run natively from the attached source. PostgreSQL baseline:
 `psql -c "\\copy (SELECT ...) TO STDOUT" | psql -c "\\copy ... FROM STDIN"` on the same cluster.
@@ -45,7 +49,10 @@ def load(work: Path, source: str, target: str, table: str, mode: str = "full") -
         f'[source]\nurl = "{source}"\n[target]\nurl = "{target}"\n[tables]\nnames = ["{table}"]\n'
         f'[tables.defaults]\nmode = "{mode}"\nchunk_size = 10000{extra}\n'
     )
-    return seconds(lambda: run_table(load_config(config), table))
+    cpu = time.process_time()
+    took = seconds(lambda: run_table(load_config(config), table))
+    print(f"datapath  ({table} {mode}: {time.process_time() - cpu:.2f} s CPU in this process)")
+    return took
 
 
 def native_sqlite(source: Path, target: Path, table: str) -> float:

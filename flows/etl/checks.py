@@ -10,7 +10,7 @@ and duplicate incremental keys. `config check` runs it for every table, each tab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -95,17 +95,19 @@ def check_table(conn: Connection, table: Table, target: Dialect) -> None:
         column_mapping(column, conn.dialect, target)  # raises UnsupportedError naming the column
 
 
-def _refuse_misfits(conn: Connection, table: Table, target: Dialect) -> None:
+def refuse_misfits(conn: Connection, table: Table, target: Dialect, skip: Collection[str] = ()) -> None:
     """The first value the target cannot hold unchanged: SQLite stores any value in any column;
     PostgreSQL dates and timestamps reach past what Python (and so etlctl) can represent.
 
-    One scan of the table counts, per column, the values outside what the target type accepts.
+    One scan of the table counts, per column, the values outside what the target type accepts;
+    the columns in `skip` are left out (fit.py proves them during the copy).
     """
     preparer = conn.dialect.identifier_preparer
     misfit = _misfit if conn.dialect.name == "sqlite" else _pg_misfit
     conditions = {
         c.name: misfit(preparer.quote(c.name), column_mapping(c, conn.dialect, target).target)
         for c in table.columns
+        if c.name not in skip
     }
     checked = {name: cond for name, cond in conditions.items() if cond}
     if not checked:
@@ -205,16 +207,21 @@ def _temporal(column: str, declared: object) -> str:
 
 
 def check_values(
-    conn: Connection, table: Table, target: Dialect, key: Sequence[str] | None, dates: bool = True
+    conn: Connection,
+    table: Table,
+    target: Dialect,
+    key: Sequence[str] | None,
+    dates: bool = True,
+    skip: Collection[str] = (),
 ) -> None:
     """What only the data can tell, in the caller's read transaction: values the target cannot
     hold, and an incremental key (`key`) that is not unique in the source. `dates=False` skips
     the scan of a PostgreSQL table for dates Python cannot hold (a table run finds them anyway,
-    when it reads them)."""
+    when it reads them); the columns in `skip` are checked during the copy (fit.py)."""
     if conn.dialect.name == "sqlite" and target.name != "sqlite":
-        _refuse_misfits(conn, table, target)
+        refuse_misfits(conn, table, target, skip)
     if conn.dialect.name == "postgresql" and dates:
-        _refuse_misfits(conn, table, target)
+        refuse_misfits(conn, table, target, skip)
     if key:
         refuse_duplicate_keys(conn, table, key)
 

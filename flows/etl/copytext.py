@@ -17,26 +17,40 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from decimal import Decimal
+from itertools import chain
 
 NULL = "\\N"
 _SEPARATOR = "\x00"  # cannot occur in a value PostgreSQL accepts as text
 _NUMBERS = frozenset({int, float})
 
 
-def copy_text(rows: Sequence[tuple]) -> bytes | None:
-    """COPY FROM STDIN text format (tab-separated, `\\N` for NULL, one line per row), or None."""
+def copy_text(rows: Sequence[tuple], columns: Sequence[Sequence] | None = None) -> bytes | None:
+    """COPY FROM STDIN text format (tab-separated, `\\N` for NULL, one line per row), or None.
+
+    `columns`: the rows already transposed (the caller's in-flight check has them). When no value
+    is NULL or needs escaping, each value's text is its `str` and the whole chunk is one `%`
+    formatting of the rows as they are; otherwise each column's text is built, then the rows.
+    """
     if not rows:
         return b""
-    columns = []
-    for values in zip(*rows, strict=True):
-        column = _column_text(values)
-        if column is None:
+    columns = list(zip(*rows, strict=True)) if columns is None else columns
+    texts = []
+    for values in columns:
+        text = _column_text(values)
+        if text is None:
             return None
-        columns.append(column)
-    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+        texts.append(text)
+    plain = [text is values for text, values in zip(texts, columns, strict=True)]
+    if all(plain):
+        line = "\t".join(["%s"] * len(texts)) + "\n"
+        return ((line * len(rows)) % tuple(chain.from_iterable(rows))).encode()
+    texts = [list(map(str, text)) if as_is else text for text, as_is in zip(texts, plain, strict=True)]
+    return ("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n").encode()
 
 
-def _column_text(values: tuple) -> Sequence[str] | None:
+def _column_text(values: Sequence) -> Sequence | None:
+    """The column's text, or `values` itself when every value's text is its `str` (no NULL, no
+    character to escape), or None for a type this module does not write."""
     kinds = set(map(type, values))
     nulls = type(None) in kinds
     kinds.discard(type(None))
@@ -48,15 +62,18 @@ def _column_text(values: tuple) -> Sequence[str] | None:
             return None
         if Decimal in kinds and not all(map(Decimal.is_finite, present)):
             return None
-        return [NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
+        return [NULL if v is None else str(v) for v in values] if nulls else values
     if kinds == {str}:
         joined = _SEPARATOR.join(["" if v is None else v for v in values] if nulls else values)
         if joined.count(_SEPARATOR) != len(values) - 1:
             return None  # a NUL inside a value: psycopg reports it
-        escaped = _escape(joined).split(_SEPARATOR)
+        escaped = _escape(joined)
+        if escaped is joined and not nulls:  # str.replace returns the string itself when it finds nothing
+            return values
+        split = escaped.split(_SEPARATOR)
         if nulls:
-            return [NULL if v is None else e for v, e in zip(values, escaped, strict=True)]
-        return escaped
+            return [NULL if v is None else e for v, e in zip(values, split, strict=True)]
+        return split
     return None
 
 

@@ -24,12 +24,13 @@ from flows.errors import DiskFullError, RowCountMismatchError, UnsupportedError,
 from flows.etl import state as st
 from flows.etl.attach import attachable, attached, copy_attached, count_attached
 from flows.etl.checks import check_table, check_values
-from flows.etl.driver import can_pipe, pipe_rows, rows_writer, stream_rows, write_rows
+from flows.etl.driver import can_pipe, gc_paused, pipe_rows, rows_writer, stream_rows, write_rows
 from flows.etl.engines import check_connection, make_engine
+from flows.etl.fit import InFlight
 from flows.etl.plan import primary_key_for, reflect_table
 from flows.etl.reader import count_rows, source_query
 from flows.etl.table_lock import table_lock
-from flows.etl.typemap import adapt_rows, cursor_value, read_columns, value_adapters
+from flows.etl.typemap import adapt_rows, cursor_value, formattable, read_columns, value_adapters
 from flows.etl.writer import (
     clear,
     count,
@@ -80,10 +81,14 @@ def run_table(
             key = primary_key_for(source, options)
             check_table(src, source, tgt.dialect)
             incremental_key = key if options.mode == "incremental" else None
-            # A PostgreSQL pair copied by COPY never turns a value into Python, so the dates
-            # Python cannot hold are looked for here rather than met while reading.
+            # A PostgreSQL pair copied by COPY never turns a value into Python, and to_char
+            # (typemap.formattable) writes infinity as NULL: the dates Python cannot hold are
+            # looked for here rather than met while reading.
             piped = options.mode == "full" and can_pipe(src, tgt)
-            check_values(src, source, tgt.dialect, incremental_key, dates=piped)
+            dates = piped or bool(formattable(source, tgt.dialect))
+            fits = _in_flight(src, tgt, source, options)
+            skip = fits.columns if fits else ()
+            check_values(src, source, tgt.dialect, incremental_key, dates=dates, skip=skip)
             target = target_table(
                 source,
                 src.dialect,
@@ -100,11 +105,13 @@ def run_table(
                 load = _Incremental(src, tgt, source, target, options, on_chunk)
                 result = load.run(result, key, state, finish)
             else:
-                load = _Full(src, tgt, source, target, options, on_chunk)
-                if attachable(src, tgt, source, config.source_schema):
-                    result = load.run_attached(result, finish)
-                else:
-                    result = load.run(result, finish)
+                load = _Full(src, tgt, source, target, options, on_chunk, fits)
+                # not around incremental loads: their per-chunk statements leave cyclic garbage
+                with gc_paused():
+                    if attachable(src, tgt, source, config.source_schema):
+                        result = load.run_attached(result, finish)
+                    else:
+                        result = load.run(result, finish)
     except Exception as exc:
         result.outcome = "failed"
         named = _named(exc, table)
@@ -131,6 +138,7 @@ class _Load:
     target: Table
     options: TableOptions
     on_chunk: ChunkHook | None
+    fits: InFlight | None = None
 
     @property
     def names(self) -> list[str]:
@@ -139,7 +147,7 @@ class _Load:
     def chunks(self, query: Select) -> Iterator[tuple[Sequence[tuple], Sequence[tuple]]]:
         """The query's rows in chunks, as read and with each value adapted to keep its meaning
         in the target."""
-        adapters = value_adapters(self.source, self.tgt.dialect)
+        adapters = value_adapters(self.source, self.tgt.dialect, self.formatted)
         try:
             for chunk in stream_rows(self.src, query, self.options.chunk_size):
                 yield chunk, adapt_rows(chunk, adapters)
@@ -150,7 +158,14 @@ class _Load:
             ) from exc
 
     def query(self, cursor: str | None = None, since: object = None) -> Select:
-        return source_query(self.source, cursor, since, read_columns(self.source, self.tgt.dialect))
+        columns = read_columns(self.source, self.tgt.dialect, self.formatted)
+        return source_query(self.source, cursor, since, columns)
+
+    @property
+    def formatted(self) -> list[str]:
+        """The columns the source turns into the target's text itself; never the cursor, whose
+        value as read becomes the watermark."""
+        return [n for n in formattable(self.source, self.tgt.dialect) if n != self.options.cursor]
 
     def progress(self, rows_read: int) -> None:
         if self.on_chunk:
@@ -215,8 +230,11 @@ class _Full(_Load):
                 self.counted(result, chunk)
             return
         with rows_writer(self.tgt, into, self.names) as write:
-            for _, chunk in self.chunks(query):
-                write(chunk)
+            for raw, chunk in self.chunks(query):
+                columns = list(zip(*raw, strict=True)) if self.fits and raw else None
+                if self.fits and columns:
+                    self.fits(columns)
+                write(chunk, columns if chunk is raw else None)
                 self.counted(result, chunk)
 
     def counted(self, result: st.TableResult, chunk: Sequence[tuple]) -> None:
@@ -267,6 +285,14 @@ class _Incremental(_Load):
         with self.tgt.begin():
             finish(self.tgt, result)
         return result
+
+
+def _in_flight(src: Connection, tgt: Connection, source: Table, options: TableOptions) -> InFlight | None:
+    """A SQLite source fully loaded into a target that replaces its rows in one transaction: the
+    values are checked while they are copied (fit.py), not by a scan before."""
+    if options.mode != "full" or src.dialect.name != "sqlite" or not replaces_in_place(tgt):
+        return None
+    return InFlight(src, source, tgt.dialect)
 
 
 def _failure_text(exc: BaseException) -> str:

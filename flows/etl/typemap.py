@@ -19,7 +19,7 @@ import datetime as dt
 import math
 import operator
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,8 @@ from sqlalchemy import (
     Text,
     Time,
     cast,
+    func,
+    literal_column,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql as pg
@@ -92,6 +94,8 @@ class ColumnMapping:
     as_text: bool
     target: TypeEngine
     adapter: Adapter | None = None
+    # PostgreSQL writes the adapter's text itself (to_char), when the caller asks for it
+    formatted: Callable[[ColumnElement], ColumnElement] | None = None
 
 
 def describe(column: Column) -> str:
@@ -139,12 +143,16 @@ def target_column(column: Column, source: Dialect, target: Dialect, primary_key:
     )
 
 
-def read_columns(table: Table, target: Dialect) -> list[ColumnElement]:
-    """The SELECT list that reads `table` for `target`: text where the driver's value would lose."""
+def read_columns(table: Table, target: Dialect, formatted: Collection[str] = ()) -> list[ColumnElement]:
+    """The SELECT list that reads `table` for `target`: text where the driver's value would lose,
+    and the adapter's text made by the source for the columns in `formatted` (see `formattable`)."""
     source = source_dialect(table)
     out = []
     for column in table.columns:
-        if column_mapping(column, source, target).as_text:
+        mapping = column_mapping(column, source, target)
+        if mapping.formatted and column.name in formatted:
+            out.append(mapping.formatted(column).label(column.name))
+        elif mapping.as_text:
             # money prints with the server's currency symbol and separators: read its digits.
             digits = cast(column, Numeric) if isinstance(column.type, pg.MONEY) else column
             out.append(cast(digits, Text).label(column.name))
@@ -153,10 +161,19 @@ def read_columns(table: Table, target: Dialect) -> list[ColumnElement]:
     return out
 
 
-def value_adapters(source: Table, target: Dialect) -> list[Adapter | None]:
-    """Per column, how a value must change to mean the same in the target, or None."""
+def value_adapters(source: Table, target: Dialect, formatted: Collection[str] = ()) -> list[Adapter | None]:
+    """Per column, how a value must change to mean the same in the target, or None (always None
+    for the columns in `formatted`: the source sends them as the adapter's text)."""
     dialect = source_dialect(source)
-    return [column_mapping(c, dialect, target).adapter for c in source.columns]
+    mappings = [(c.name, column_mapping(c, dialect, target)) for c in source.columns]
+    return [None if m.formatted and name in formatted else m.adapter for name, m in mappings]
+
+
+def formattable(source: Table, target: Dialect) -> list[str]:
+    """The columns whose adapter's text the source can make itself: PostgreSQL's to_char of a
+    timestamp or date into SQLite, in C, instead of a Python `isoformat` per value."""
+    dialect = source_dialect(source)
+    return [c.name for c in source.columns if column_mapping(c, dialect, target).formatted]
 
 
 def comparable(column: ColumnElement) -> ColumnElement:
@@ -179,19 +196,25 @@ def _same(value: Any) -> Any:
 def adapt_rows(rows: Sequence[tuple], adapters: Sequence[Adapter | None]) -> Sequence[tuple]:
     """Apply each column's adapter to its non-NULL values; only the columns that have one.
 
-    Column by column (transpose, adapt, transpose back): one comprehension per adapted column
-    costs a fraction of a Python loop over every value of every row.
+    Column by column: one comprehension per adapted column costs a fraction of a Python loop over
+    every value of every row. The rows are rebuilt only when a value changed (a float8 column
+    without NaN is left as it is, and so is the chunk).
     """
     active = [(i, f) for i, f in enumerate(adapters) if f is not None]
     if not active or not rows:
         return rows
-    columns: list[Sequence] = list(zip(*rows, strict=True))
+    adapted: dict[int, Sequence] = {}
     for i, adapt in active:
-        values = columns[i]
+        values = list(map(operator.itemgetter(i), rows))
         if None in values:
-            columns[i] = [None if v is None else adapt(v) for v in values]
+            adapted[i] = [None if v is None else adapt(v) for v in values]
         elif adapt not in _RARE or _RARE[adapt](values):  # map: no Python loop when nothing is NULL
-            columns[i] = list(map(adapt, values))
+            adapted[i] = list(map(adapt, values))
+    if not adapted:
+        return rows
+    columns: list[Sequence] = list(zip(*rows, strict=True))
+    for i, values in adapted.items():
+        columns[i] = values
     return list(zip(*columns, strict=True))
 
 
@@ -238,9 +261,11 @@ def _pg_to_sqlite(column: Column) -> ColumnMapping:
             return ColumnMapping(False, Numeric(kind.precision, kind.scale), _decimal_to_real)
         return ColumnMapping(False, Text(), _decimal_text)
     if isinstance(kind, DateTime):
-        return ColumnMapping(False, DateTime(), _sqlite_datetime if kind.timezone else _naive_datetime)
+        if kind.timezone:
+            return ColumnMapping(False, DateTime(), _sqlite_datetime, _utc_timestamp_text)
+        return ColumnMapping(False, DateTime(), _naive_datetime, _timestamp_text)
     if isinstance(kind, Date):
-        return ColumnMapping(False, Date(), _sqlite_date)
+        return ColumnMapping(False, Date(), _sqlite_date, _date_text)
     if isinstance(kind, Time) and not kind.timezone:
         return ColumnMapping(False, Time(), _sqlite_time)
     if isinstance(kind, LargeBinary):
@@ -293,6 +318,23 @@ def _sqlite_datetime(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")  # strftime's form, 20x faster
+
+
+# The same text made by PostgreSQL: to_char ignores DateStyle; YYYY pads years below 1000 to four
+# digits as isoformat does; infinity and years outside 1-9999 are refused before (checks.py).
+_TIMESTAMP_FORMAT = literal_column("'YYYY-MM-DD HH24:MI:SS.US'")
+
+
+def _timestamp_text(column: ColumnElement) -> ColumnElement:
+    return func.to_char(column, _TIMESTAMP_FORMAT)
+
+
+def _utc_timestamp_text(column: ColumnElement) -> ColumnElement:
+    return func.to_char(func.timezone(literal_column("'UTC'"), column), _TIMESTAMP_FORMAT)
+
+
+def _date_text(column: ColumnElement) -> ColumnElement:
+    return func.to_char(column, literal_column("'YYYY-MM-DD'"))
 
 
 def _sqlite_date(value: dt.date) -> str:
