@@ -202,14 +202,20 @@ def wait_final(ids: list[Any], timeout: float) -> list[Any]:
 
 
 def slot_gaps(runs: list[Any]) -> list[float]:
-    """Per worker: end of one run to start (Running) of its next, from Prefect's own timestamps."""
+    """Per worker: end of one run to start (Running) of its next, from Prefect's own timestamps.
+
+    Counted from the next run's creation where that came later: until then nothing was queued for
+    the slot (the runs of a batch are created over the first seconds, while the fastest tables end).
+    """
     by_worker: dict[str, list[Any]] = {}
     for run in runs:
         by_worker.setdefault((run.labels or {}).get("prefect.worker.name", "?"), []).append(run)
     gaps = []
     for mine in by_worker.values():
         mine.sort(key=lambda r: r.start_time)
-        gaps += [(b.start_time - a.end_time).total_seconds() for a, b in itertools.pairwise(mine)]
+        gaps += [
+            (b.start_time - max(a.end_time, b.created)).total_seconds() for a, b in itertools.pairwise(mine)
+        ]
     return gaps
 
 

@@ -9,6 +9,12 @@ instead of before. It is Prefect's own observer, unchanged; and since it still p
 state every 10 s whether its websocket is up or not, a request made while it connects is still
 seen, as Prefect promises for a dropped connection.
 
+The engine tells the worker how the run ended (its outcome receipt on Prefect's control channel,
+which frees the worker's slot: flows.fleet.launcher) only once it has stopped its heartbeat and
+suspension-observer threads, a second or more after the final state is recorded. Here it tells
+the worker as soon as the final state is recorded; the later report is then a no-op (Prefect sends
+one receipt per attempt). A paused run or one awaiting a retry is not final and reports nothing.
+
 Applied once in the fork server, before any fork: flows.fleet.forkserver.
 """
 
@@ -16,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +49,20 @@ def observe_suspension_in_background(flow_run_id: UUID, request: Any) -> Iterato
             observer.__exit__(None, None, None)
 
 
+def report_final_state_at_once(capture: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Wrap the engine's `_capture_state_report` so a final state is reported when it is recorded."""
+
+    @functools.wraps(capture)
+    def capture_and_report(engine: Any, state: Any) -> None:
+        capture(engine, state)
+        if state.is_final() and engine._attempt_conclusion is not None:
+            engine._report_attempt_conclusion()
+
+    return capture_and_report
+
+
 def apply() -> None:
-    """Make the engine, in this process and every child forked from it, use the background entry."""
+    """Make the engine, in this process and every child forked from it, start and end sooner."""
     prefect.flow_engine.observe_flow_run_suspension = observe_suspension_in_background
+    engine = prefect.flow_engine.BaseFlowRunEngine
+    engine._capture_state_report = report_final_state_at_once(engine._capture_state_report)

@@ -21,7 +21,9 @@ from lab.shell import LabError
 pytestmark = pytest.mark.prefect
 
 KILLED, SURVIVOR = "w1", "w2"
-RUN_TIMEOUT = 480.0  # a batch takes ~90-120 s here (240 s on a loaded host), plus ~30-45 s to notice the dead host
+RUN_TIMEOUT = (
+    480.0  # a batch takes ~90-120 s here (240 s on a loaded host), plus ~30-45 s to notice the dead host
+)
 
 
 def test_a_host_killed_mid_batch_loses_no_table() -> None:
