@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,10 +156,7 @@ def wait_online(pool: str, names: set[str], timeout: float = 120) -> None:
 def create_runs(deployment: str, tables: list[str], concurrency: int = 8) -> list[Any]:
     """One run per table, created concurrently; returns the runs in creation order."""
     from prefect.client.orchestration import get_client
-
-    from flows.submit import retry_transient
-
-    batch = uuid.uuid4().hex  # keys unique to this call: a retry returns its run, a repeat makes new ones
+    from prefect.exceptions import PrefectHTTPStatusError
 
     async def go() -> list[Any]:
         async with get_client() as client:
@@ -168,15 +164,16 @@ def create_runs(deployment: str, tables: list[str], concurrency: int = 8) -> lis
             gate = asyncio.Semaphore(concurrency)
 
             async def one(table: str) -> Any:
-                async with gate:  # a busy SQLite-backed server answers 503; the key makes a retry safe
-                    return await retry_transient(
-                        lambda: client.create_flow_run_from_deployment(
-                            dep.id,
-                            parameters={"table": table},
-                            name=table,
-                            idempotency_key=f"{batch}-{table}",
-                        )
-                    )
+                async with gate:
+                    for attempt in range(5):  # a busy SQLite-backed server answers 503 "database is locked"
+                        try:
+                            return await client.create_flow_run_from_deployment(
+                                dep.id, parameters={"table": table}, name=table
+                            )
+                        except PrefectHTTPStatusError as exc:
+                            if exc.response.status_code != 503 or attempt == 4:
+                                raise
+                            await asyncio.sleep(2**attempt)
 
             return await asyncio.gather(*(one(t) for t in tables))
 

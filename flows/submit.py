@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -25,8 +25,6 @@ SUBMIT_CONCURRENCY = 8
 # A SQLite-backed server answers 503 ("database is locked") under bursts of writes, beyond what
 # Prefect's client retries; the idempotency key makes another try safe (it returns the same run).
 SUBMIT_ATTEMPTS = 6
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,35 +49,26 @@ async def _submit_all(submissions: list[Submission], concurrency: int) -> dict[s
 
     async def one(item: Submission) -> UUID:
         async with gate:
-            run = await retry_transient(
-                lambda: arun_deployment(
-                    item.deployment,
-                    parameters=dict(item.parameters),
-                    timeout=0,
-                    idempotency_key=item.key,
-                    tags=list(item.tags),
-                    flow_run_name=item.run_name or item.name,
-                    as_subflow=True,
-                )
-            )
-            return run.id
+            for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+                try:
+                    run = await arun_deployment(
+                        item.deployment,
+                        parameters=dict(item.parameters),
+                        timeout=0,
+                        idempotency_key=item.key,
+                        tags=list(item.tags),
+                        flow_run_name=item.run_name or item.name,
+                        as_subflow=True,
+                    )
+                    return run.id
+                except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+                    if attempt == SUBMIT_ATTEMPTS or not _transient(exc):
+                        raise
+                    await asyncio.sleep(min(2.0**attempt, 30.0) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
 
     ids = await asyncio.gather(*(one(item) for item in submissions))
     return {item.name: run_id for item, run_id in zip(submissions, ids, strict=True)}
-
-
-async def retry_transient(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, tried again with jittered back-off after a transient API error (a 503 from a busy
-    SQLite-backed server, a dropped connection), up to SUBMIT_ATTEMPTS times. Only for calls that
-    are safe to repeat, such as a create with an idempotency key."""
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        try:
-            return await call()
-        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
-            if attempt == SUBMIT_ATTEMPTS or not _transient(exc):
-                raise
-            await asyncio.sleep(min(2.0**attempt, 30.0) * random.uniform(0.5, 1.0))
-    raise AssertionError("unreachable")
 
 
 def _transient(exc: Exception) -> bool:
