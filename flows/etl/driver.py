@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,14 +40,18 @@ def stream_rows(conn: Connection, query: Select, chunk_size: int) -> Iterator[li
     sql, params = _compiled(conn, query)
     dbapi = conn.connection.driver_connection
     if _is_psycopg(conn):
-        cursor = dbapi.cursor(name=READ_CURSOR)
+        yield from _ahead(_fetched(dbapi.cursor(name=READ_CURSOR), conn, sql, params, chunk_size))
     elif conn.dialect.name == "sqlite":
-        cursor = dbapi.cursor()
+        yield from _fetched(dbapi.cursor(), conn, sql, params, chunk_size)
     else:
         result = conn.execution_options(yield_per=chunk_size).execute(query)
         for partition in result.partitions(chunk_size):
             yield [tuple(row) for row in partition]
-        return
+
+
+def _fetched(
+    cursor: Any, conn: Connection, sql: str, params: Any, chunk_size: int
+) -> Generator[list[tuple], None, None]:
     try:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(chunk_size):
@@ -55,6 +60,24 @@ def stream_rows(conn: Connection, query: Select, chunk_size: int) -> Iterator[li
         raise DataError(sql, params, exc) from exc
     finally:
         cursor.close()
+
+
+def _ahead(chunks: Generator[list[tuple], None, None]) -> Iterator[list[tuple]]:
+    """`chunks`, with the next one fetched in a thread while the caller writes this one.
+
+    A PostgreSQL server-side cursor answers one FETCH at a time: without this, the server works
+    while Python waits, then Python works while the server waits (2 s of a 7 s load of 1M rows
+    into SQLite). psycopg releases the GIL while it waits; one chunk more is held in memory.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="etlctl-fetch") as pool:
+        try:
+            coming = pool.submit(next, chunks, None)
+            while (chunk := coming.result()) is not None:
+                coming = pool.submit(next, chunks, None)
+                yield chunk
+        finally:
+            pool.shutdown(wait=True)  # the fetch under way ends before its cursor closes
+            chunks.close()
 
 
 def write_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:
