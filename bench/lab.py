@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -14,14 +15,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from flows.fleet.processes import free_port
 from flows.fleet.server import ServerHandle, prefect_executable, signal_groups, start_server, wait_gone
+from lab.postgres import start_cluster
 
 QUERY_SECONDS = "2"  # what `etlctl workers start`, supervisord and systemd give every worker
 TABLE_FLOW = "process-table-etl"
@@ -42,11 +45,19 @@ class Lab:
 
 
 @contextmanager
-def lab() -> Iterator[Lab]:
-    """A Prefect server of its own; this process becomes its client."""
-    with tempfile.TemporaryDirectory(prefix="etlctl-bench-") as tmp:
+def lab(server_db: str = "sqlite") -> Iterator[Lab]:
+    """A Prefect server of its own, on SQLite or on a throwaway PostgreSQL cluster (`server_db`
+    "postgresql", as a fleet runs it); this process becomes its client."""
+    with tempfile.TemporaryDirectory(prefix="etlctl-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        server = start_server(work / "prefect", timeout=300)
+        database = None
+        if server_db == "postgresql":
+            os.chmod(work, 0o755)  # the cluster runs as the postgres user
+            cluster = start_cluster(work / "pg", free_port(), secrets.token_hex(8))
+            stack.callback(cluster.stop)
+            cluster.create_database("prefect")
+            database = cluster.url("prefect", "asyncpg")
+        server = start_server(work / "prefect", database_url=database, timeout=300)
         os.environ.update({k: v for k, v in server.env().items() if k.startswith("PREFECT_")})
         from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 

@@ -1,13 +1,15 @@
 """Launch benchmarks (issue 12): how fast a free worker starts its next table, and how the fan-out scales.
 
 python -m bench.launch [--only gap,makespan,demo,fanout] [--fanout 100,1000] [--repeat 1]
+                       [--server-db sqlite|postgresql]
 
 gap       slot idle gap: 30 small tables through 3 workers, `etlctl` type and Prefect's stock `process`
           type one after the other on the same server; gaps from Prefect's own run timestamps
 makespan  20 tables of about 3 s each through 3 `etlctl` workers: makespan over ideal
 demo      the demo's 23 tables: `etlctl run` through 3 workers against `etlctl run --single-flow`
 fanout    100 and 1,000 tiny tables through 10 workers with the real orchestrator: runs created per
-          second, orchestrator API requests, peak memory of orchestrator and server, total time
+          second, orchestrator API requests, peak memory of orchestrator and server, total time;
+          `--server-db postgresql` puts the Prefect server on a throwaway PostgreSQL cluster
 """
 
 from __future__ import annotations
@@ -127,10 +129,10 @@ def demo() -> list[str]:
     ]
 
 
-def fanout(sizes: list[int]) -> list[str]:
+def fanout(sizes: list[int], server_db: str) -> list[str]:
     lines = []
     for size in sizes:
-        with L.lab() as lab:
+        with L.lab(server_db) as lab:
             names = L.build_source(lab.work / "source.db", size, 10, prefix="tiny")
             config = L.write_config(lab.work / "f.toml", lab.work / "source.db", lab.work / "f.db", names)
             env = lab.env(ETLCTL_CONFIG=str(config), ETLCTL_STATE_DIR=str(lab.work / "state"))
@@ -147,7 +149,8 @@ def fanout(sizes: list[int]) -> list[str]:
             report = json.loads(out.stdout.strip().splitlines()[-1])
             created = _creation_span(report["batch"])
             lines.append(
-                f"fanout     {size:>5} tables, 10 workers: total {report['seconds']:.0f} s, "
+                f"fanout     {size:>5} tables, 10 workers, {server_db} server: "
+                f"total {report['seconds']:.0f} s, "
                 f"all {size} runs created in {created:.1f} s ({size / created:.0f}/s), "
                 f"orchestrator {report['requests']} API requests ({report['requests'] / size:.1f}/table), "
                 f"peak RSS orchestrator "
@@ -233,6 +236,7 @@ def main() -> None:
     parser.add_argument("--only", default="gap,makespan,demo,fanout")
     parser.add_argument("--fanout", default="100,1000")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--server-db", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     chosen = args.only.split(",")
     print(
@@ -247,7 +251,7 @@ def main() -> None:
         elif name == "demo":
             lines = demo()
         elif name == "fanout":
-            fanout([int(n) for n in args.fanout.split(",")])
+            fanout([int(n) for n in args.fanout.split(",")], args.server_db)
             lines = []
         else:
             raise SystemExit(f"unknown benchmark {name!r}")
