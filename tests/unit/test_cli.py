@@ -167,7 +167,7 @@ def _envvars(group: click.Group) -> dict[str, str]:
     return found
 
 
-# Read by etlctl's processes themselves (not options), or by supervisord's config.
+# Read by etlctl's processes themselves (not options), by supervisord's config, or by the benchmarks.
 NOT_OPTIONS = {
     "ETLCTL_POOL",
     "ETLCTL_DRAIN_SECONDS",
@@ -178,6 +178,7 @@ NOT_OPTIONS = {
     "ETLCTL_HOME",
     "ETLCTL_BIN",
     "ETLCTL_ENV_FILE",
+    "ETLCTL_BENCH_CACHE",  # read by bench.tpcds_data, where the TPC-DS benchmark keeps its data
 }
 DOCS = Path(__file__).resolve().parents[2]
 
