@@ -28,6 +28,7 @@ from lab.postgres import start_cluster
 
 QUERY_SECONDS = "2"  # what `etlctl workers start`, supervisord and systemd give every worker
 TABLE_FLOW = "process-table-etl"
+ETLCTL = str(Path(sys.executable).with_name("etlctl"))
 
 
 @dataclass
@@ -95,6 +96,12 @@ def write_config(path: Path, source: Path, target: Path, names: list[str]) -> Pa
         f"[tables]\nnames = [{listed}]\n[tables.defaults]\nchunk_size = 5000\n"
     )
     return path
+
+
+def setup_and_deploy(env: dict[str, str]) -> None:
+    """`etlctl setup` and `etlctl deploy`, as a user does before the first batch."""
+    for command in ("setup", "deploy"):
+        subprocess.run([ETLCTL, command], env=env, check=True, capture_output=True)
 
 
 def make_pool_and_deployment(pool: str, worker_type: str) -> str:

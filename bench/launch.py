@@ -26,8 +26,6 @@ import psutil
 
 from bench import lab as L
 
-ETLCTL = str(Path(sys.executable).with_name("etlctl"))
-
 ORCHESTRATOR = """
 import json, resource, sys, time
 import httpx
@@ -118,11 +116,10 @@ def demo() -> list[str]:
             lab.work / "single.toml", source, f"sqlite:///{lab.work / 'single.db'}"
         )
         env = lab.env(ETLCTL_CONFIG=str(fleet_cfg), ETLCTL_STATE_DIR=str(lab.work / "state"))
-        for command in ("setup", "deploy"):
-            subprocess.run([ETLCTL, command], env=env, check=True, capture_output=True)
+        L.setup_and_deploy(env)
         with L.workers(lab, "etl-tables", "etlctl", 3, fleet_cfg, "demo"):
-            fleet_s = _timed([ETLCTL, "run"], env)
-        single_s = _timed([ETLCTL, "run", "--single-flow"], {**env, "ETLCTL_CONFIG": str(single_cfg)})
+            fleet_s = _timed([L.ETLCTL, "run"], env)
+        single_s = _timed([L.ETLCTL, "run", "--single-flow"], {**env, "ETLCTL_CONFIG": str(single_cfg)})
     return [
         f"demo       {len(tables)} tables: 3 workers {fleet_s:.1f} s, --single-flow {single_s:.1f} s, "
         f"fleet/single {fleet_s / single_s:.2f}"
@@ -136,8 +133,7 @@ def fanout(sizes: list[int], server_db: str) -> list[str]:
             names = L.build_source(lab.work / "source.db", size, 10, prefix="tiny")
             config = L.write_config(lab.work / "f.toml", lab.work / "source.db", lab.work / "f.db", names)
             env = lab.env(ETLCTL_CONFIG=str(config), ETLCTL_STATE_DIR=str(lab.work / "state"))
-            for command in ("setup", "deploy"):
-                subprocess.run([ETLCTL, command], env=env, check=True, capture_output=True)
+            L.setup_and_deploy(env)
             with L.workers(lab, "etl-tables", "etlctl", 10, config, "fan"):
                 peak = _PeakRss(lab.server.pid)
                 out = subprocess.run(
@@ -215,8 +211,8 @@ def _rows_for_seconds(work: Path, seconds: float) -> int:
     probe_rows = 50_000
     names = L.build_source(work / "probe.db", 1, probe_rows, prefix="probe")
     config = L.write_config(work / "probe.toml", work / "probe.db", work / "probe-target.db", names)
-    took = _timed([ETLCTL, "--config", str(config), "load", names[0]], None)
-    startup = _timed([ETLCTL, "--help"], None)
+    took = _timed([L.ETLCTL, "--config", str(config), "load", names[0]], None)
+    startup = _timed([L.ETLCTL, "--help"], None)
     per_row = max(took - startup, 0.05) / probe_rows
     return int(seconds / per_row)
 

@@ -24,9 +24,8 @@ from pathlib import Path
 import psutil
 
 from bench import lab as L
+from bench.datapath import native_sqlite
 from bench.tpcds_data import source
-
-ETLCTL = str(Path(sys.executable).with_name("etlctl"))
 
 ORCHESTRATOR = """
 import json, time
@@ -40,17 +39,8 @@ print(json.dumps({"ok": report.ok, "message": report.message, "seconds": time.ti
 
 
 def native_copies(src: Path, target: Path, names: list[str]) -> dict[str, float]:
-    """Seconds of each table's `CREATE TABLE t AS SELECT * FROM src.t`, one fresh file for all."""
-    took = {}
-    with closing(sqlite3.connect(target, isolation_level=None)) as conn:
-        conn.execute("ATTACH DATABASE ? AS src", (str(src),))
-        for name in names:
-            begun = time.perf_counter()
-            conn.execute("BEGIN")
-            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM src.{name}")
-            conn.execute("COMMIT")
-            took[name] = time.perf_counter() - begun
-    return took
+    """Seconds of each table's `CREATE TABLE t AS SELECT * FROM src.t` over ATTACH, one fresh file for all."""
+    return {name: native_sqlite(src, target, name) for name in names}
 
 
 def batch(lab: L.Lab, src: Path, target: Path, names: list[str], workers: int) -> dict:
@@ -63,8 +53,7 @@ def batch(lab: L.Lab, src: Path, target: Path, names: list[str], workers: int) -
     )
     env = lab.env(ETLCTL_CONFIG=str(config), ETLCTL_STATE_DIR=str(lab.work / "state"))
     begun = time.monotonic()
-    for command in ("setup", "deploy"):
-        subprocess.run([ETLCTL, command], env=env, check=True, capture_output=True)
+    L.setup_and_deploy(env)
     with L.workers(lab, "etl-tables", "etlctl", workers, config, "tpcds"):
         ready = time.monotonic() - begun
         out = subprocess.run(
