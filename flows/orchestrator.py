@@ -25,6 +25,7 @@ from flows.etl.batch import new_batch_id
 from flows.etl.plan import checked_plans
 from flows.etl.progress import rows_reader
 from flows.names import CLEANUP_FLOWS, ORCHESTRATOR_FLOW, TABLE_FLOW, batch_tag, deployment
+from flows.rescue import to_resubmit
 from flows.submit import Submission, submit_all
 from flows.watch import wait_for_runs
 
@@ -91,7 +92,7 @@ def main_etl(
         with rows_reader(config, batch) as rows:
             finished = wait_for_runs(todo, prefect.poll_seconds, "tables", prefect.table_pool, patience, rows)
         by_table.update({name: finished[run_id] for name, run_id in todo.items()})
-        crashed = [name for name, run_id in todo.items() if finished[run_id].state.is_crashed()]
+        crashed = [name for name, run_id in todo.items() if to_resubmit(finished[run_id].state)]
         if not crashed or attempt == CRASH_RESUBMITS:
             break
         logger.warning("batch %s: resubmitting tables whose run crashed: %s", batch, ", ".join(crashed))

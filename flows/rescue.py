@@ -15,7 +15,8 @@ Three cases, each judged from what Prefect already holds:
 A run is traced to its worker by the `prefect.worker.name` label the worker sets when it claims it.
 Prefect lets a Crashed run move to Running, so a process that starts after all (its worker was
 frozen, not dead) would load the table a second time: the table flow asks `given_up` first and
-ends Cancelled without loading.
+ends Cancelled without loading. That can happen between two polls of the orchestrator, which then
+never sees the Crashed state: `to_resubmit` counts such a Cancelled run as lost too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.objects import FlowRun, Worker
+from prefect.client.schemas.objects import FlowRun, State, Worker
 from prefect.states import Crashed
 
 from flows.fleet.naming import RESUBMITTED, WORKER_LABEL, host_of_worker, run_host
@@ -68,6 +69,12 @@ def given_up(client: SyncPrefectClient, run_id: UUID) -> str | None:
         elif state.is_crashed() and RESUBMITTED in (state.message or ""):
             why = state.message
     return why
+
+
+def to_resubmit(state: State) -> bool:
+    """Whether a table run ended without loading and without failing on its own: it crashed, or it
+    started after it was given up (its Cancelled message carries the give-up message)."""
+    return state.is_crashed() or (state.is_cancelled() and RESUBMITTED in (state.message or ""))
 
 
 def lost_reason(run: FlowRun, now: dt.datetime, lost: set[str], dead: set[str]) -> str | None:

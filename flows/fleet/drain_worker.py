@@ -41,7 +41,7 @@ from flows.config import worker_limits
 from flows.fleet.launcher import ForkServer, WarmStarter
 from flows.fleet.machines import is_draining
 from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
-from flows.fleet.orphans import release_orphaned_claims
+from flows.fleet.orphans import Submissions, release_orphaned_claims
 from flows.fleet.processes import flow_run_processes
 from flows.fleet.read_cache import CachedReads
 
@@ -70,6 +70,7 @@ class DrainingProcessWorker(ProcessWorker):
         self._poll_lock = anyio.Lock()
         self._host_drain_flag = False
         self._orphans_checked = False
+        self._submissions = Submissions()
         self._executor_context: FlowRunExecutorContext | None = None
         self._executor_context_ready = anyio.Event()
         self._limits = worker_limits()  # [workers]: read once, at the worker's start
@@ -104,8 +105,16 @@ class DrainingProcessWorker(ProcessWorker):
 
     async def _release_orphans(self) -> None:
         await release_orphaned_claims(
-            self.client, self.name, self._work_pool_name, self._submitting_flow_run_ids, self._logger
+            self.client, self.name, self._work_pool_name, self._submissions, self._logger
         )
+
+    async def _submit_run(self, flow_run: Any) -> None:
+        """Prefect's submission (claim, start, pid recorded), noted for the orphan check."""
+        self._submissions.begin(flow_run.id)
+        try:
+            await super()._submit_run(flow_run)
+        finally:
+            self._submissions.end(flow_run.id)
 
     async def _check_orphans(self) -> None:
         """Every 30 s, between claims rather than in front of one: a slot that frees claims at once."""

@@ -15,12 +15,17 @@ A run left Running by a worker killed with kill -9 goes on in its own process (t
 never kills it) and reports its own end. If that process dies too before the worker is back, no one
 is left to report it: the restarted worker finds a Running run labelled with its name whose process
 is gone from this host and marks it Crashed the same way (unless it ended meanwhile).
+
+A read of the API is a snapshot: it can show a run this worker claims right now as Pending without
+the pid its submission records a moment later. So the worker's processes are listed before the
+read, and a run counts as in hand if its submission was under way at any moment since
+(`Submissions`), not only when the read returns.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+import time
 from typing import Any
 from uuid import UUID
 
@@ -38,12 +43,37 @@ from prefect.states import Crashed
 
 from flows.fleet.naming import RESUBMITTED, WORKER_LABEL
 
+KEEP_SECONDS = 600.0  # far longer than any read of the API takes
+
+
+class Submissions:
+    """The runs a worker is submitting (claim, fork, pid recorded), and when each submission ended."""
+
+    def __init__(self) -> None:
+        self._active: set[UUID] = set()
+        self._ended: dict[UUID, float] = {}
+
+    def begin(self, run_id: UUID) -> None:
+        self._active.add(run_id)
+
+    def end(self, run_id: UUID) -> None:
+        self._active.discard(run_id)
+        self._ended[run_id] = time.monotonic()
+
+    def since(self, mark: float) -> set[UUID]:
+        """Runs in submission at any moment since `mark` (a `time.monotonic()` reading)."""
+        now = time.monotonic()
+        self._ended = {run: at for run, at in self._ended.items() if now - at < KEEP_SECONDS}
+        return self._active | {run for run, at in self._ended.items() if at >= mark}
+
 
 async def release_orphaned_claims(
-    client: PrefectClient, worker: str, pool: str, submitting: Collection[UUID], logger: Any
+    client: PrefectClient, worker: str, pool: str, submissions: Submissions, logger: Any
 ) -> int:
     """Mark Crashed the Pending runs `worker` claimed but holds no process for, and its Running runs
     whose process is gone; returns how many."""
+    mark = time.monotonic()
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}  # a later one is in hand
     unfinished = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))
@@ -53,14 +83,14 @@ async def release_orphaned_claims(
     )
     pending = [run for run in unfinished if run.state_type == StateType.PENDING]
     running = [run for run in unfinished if run.state_type == StateType.RUNNING]
-    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    in_hand = submissions.since(mark)
     claimed = (
         f"worker {worker} has no process for the run it claimed (restarted, or the start failed unreported)"
     )
     gone = f"the process of the run worker {worker} started is gone (killed while the worker was down)"
     # A Running run is only moved on if it still is: not over an end its process reported meanwhile.
-    lost = [(run, claimed, True) for run in orphans(pending, worker, set(submitting), mine)]
-    lost += [(run, gone, False) for run in headless(running, worker, set(submitting))]
+    lost = [(run, claimed, True) for run in orphans(pending, worker, in_hand, mine)]
+    lost += [(run, gone, False) for run in headless(running, worker, in_hand)]
     for run, why, force in lost:
         message = f"{why}; {RESUBMITTED}"
         logger.log(logging.WARNING, "%s (%s): marking it Crashed", message, run.name)

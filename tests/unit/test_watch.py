@@ -175,3 +175,17 @@ def test_a_worker_gives_back_only_claims_it_neither_submits_nor_runs():
     )
     pending = [unstarted, submitting, running, dead, local, other]
     assert orphans(pending, "db-01", {submitting.id}, {4242}) == [unstarted, dead]
+
+
+def test_a_run_that_started_after_it_was_given_up_is_resubmitted_like_a_crashed_one():
+    from prefect.states import Cancelled, Completed, Crashed, Failed
+
+    from flows.fleet.naming import RESUBMITTED
+    from flows.rescue import to_resubmit
+
+    why = f"worker db-01 has no process for the run it claimed; {RESUBMITTED}"
+    assert to_resubmit(Crashed(message="process killed"))
+    assert to_resubmit(Cancelled(message=f"started after it was given up ({why})"))
+    assert not to_resubmit(Cancelled(message="cancelled by hand"))
+    assert not to_resubmit(Failed(message="no such table"))
+    assert not to_resubmit(Completed())
