@@ -69,15 +69,15 @@ def _ahead(chunks: Generator[list[tuple], None, None]) -> Iterator[list[tuple]]:
     while Python waits, then Python works while the server waits (2 s of a 7 s load of 1M rows
     into SQLite). psycopg releases the GIL while it waits; one chunk more is held in memory.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="etlctl-fetch") as pool:
-        try:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="etlctl-fetch")
+    try:
+        coming = pool.submit(next, chunks, None)
+        while (chunk := coming.result()) is not None:
             coming = pool.submit(next, chunks, None)
-            while (chunk := coming.result()) is not None:
-                coming = pool.submit(next, chunks, None)
-                yield chunk
-        finally:
-            pool.shutdown(wait=True)  # the fetch under way ends before its cursor closes
-            chunks.close()
+            yield chunk
+    finally:
+        pool.shutdown(wait=True)  # the fetch under way ends before its cursor closes
+        chunks.close()
 
 
 def write_rows(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple]) -> None:

@@ -183,3 +183,27 @@ def test_a_drained_host_shows_draining_however_many_workers_are_online(live, dra
 
     machine = Machine("h", 2, "etl-tables", "systemd", "2026-11-29T00:00:00+00:00", draining=draining)
     assert MachineStatus(machine, live, None, 0).verdict == verdict
+
+
+def test_the_next_chunk_is_fetched_while_the_caller_still_holds_this_one():
+    import threading
+
+    from flows.etl.driver import _ahead
+
+    second_asked, closed = threading.Event(), threading.Event()
+
+    def chunks():
+        try:
+            yield [(1,)]
+            second_asked.set()
+            yield [(2,)]
+            yield [(3,)]
+        finally:
+            closed.set()
+
+    rows = _ahead(chunks())
+    assert next(rows) == [(1,)]
+    assert second_asked.wait(10), "chunk 2 was not fetched while chunk 1 was being written"
+    assert next(rows) == [(2,)]
+    rows.close()  # a load that stops early (an error in the writer) still closes the cursor
+    assert closed.is_set()
