@@ -13,9 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 
+from flows.etl.engines import make_engine
 from flows.etl.fingerprint import fingerprint
+from flows.etl.table_lock import table_lock
 from tests.every_table import every_table_differences
 from tests.polling import until
 from tests.prefect.conftest import WORKERS
@@ -23,7 +25,9 @@ from tests.prefect.conftest import WORKERS
 pytestmark = pytest.mark.prefect
 
 TABLE_DEPLOYMENT = "process-table-etl/process-table-etl-deployment"
-SLOW_ROWS = 400_000  # several seconds in a flow run: time to find and kill its process
+# The run is kept Running by the test holding the table's lock (its load waits for it), not by its
+# size: a big table ended before the test could find its process on a fast CI machine.
+HELD_ROWS = 1_000
 
 
 def _client():
@@ -59,13 +63,13 @@ def _edited_config(fleet, text: str) -> Iterator[None]:
         path.write_text(original, encoding="utf-8")
 
 
-def _slow_source(path: Path) -> str:
+def _held_source(path: Path) -> str:
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE slow (id INTEGER PRIMARY KEY, label TEXT NOT NULL, amount REAL)")
+        conn.execute("CREATE TABLE held (id INTEGER PRIMARY KEY, label TEXT NOT NULL, amount REAL)")
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
-            " INSERT INTO slow SELECT i, printf('row %08d of the slow table', i), i * 0.5 FROM n",
-            (SLOW_ROWS,),
+            " INSERT INTO held SELECT i, printf('row %08d of the held table', i), i * 0.5 FROM n",
+            (HELD_ROWS,),
         )
     return f"sqlite:///{path}"
 
@@ -96,24 +100,34 @@ def test_a_run_from_the_warm_interpreter_sees_a_config_edit_made_after_the_worke
 
 def test_a_table_run_killed_with_sigkill_is_reported_crashed_and_resubmitted(fleet, tmp_path):
     until(lambda: _all_warm(fleet), 120, "a fork server for each of the fleet's workers")
-    source_url = _slow_source(tmp_path / "slow.db")
-    target_url = f"sqlite:///{tmp_path / 'slow-target.db'}"
-    config = f'[source]\nurl = "{source_url}"\n[target]\nurl = "{target_url}"\n[tables]\nnames = ["slow"]\n'
+    source_url = _held_source(tmp_path / "held.db")
+    target_url = f"sqlite:///{tmp_path / 'held-target.db'}"
+    config = f'[source]\nurl = "{source_url}"\n[target]\nurl = "{target_url}"\n[tables]\nnames = ["held"]\n'
     started = time.time()
     with _edited_config(fleet, config):
         import subprocess
 
         from tests.prefect.conftest import ETLCTL
 
-        orchestrator = subprocess.Popen(
-            [ETLCTL, "run", "slow"], env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        target = make_engine(make_url(target_url), "target")
+        with table_lock(target, "held"):
+            orchestrator = subprocess.Popen(
+                [ETLCTL, "run", "held"],
+                env=fleet.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                first = until(lambda: _running(started), 180, "the held table running")
+                pid = int(first.infrastructure_pid)
+                parent = psutil.Process(pid).parent()
+                assert "flows.fleet.forkserver" in parent.cmdline()  # forked from the warm interpreter
+                os.kill(pid, signal.SIGKILL)
+            except BaseException:
+                orchestrator.kill()
+                raise
         try:
-            first = until(lambda: _running(started), 180, "the slow table running")
-            pid = int(first.infrastructure_pid)
-            parent = psutil.Process(pid).parent()
-            assert "flows.fleet.forkserver" in parent.cmdline()  # forked from the warm interpreter
-            os.kill(pid, signal.SIGKILL)
             out, err = orchestrator.communicate(timeout=600)
         finally:
             if orchestrator.poll() is None:
@@ -124,7 +138,7 @@ def test_a_table_run_killed_with_sigkill_is_reported_crashed_and_resubmitted(fle
         crashed = client.read_flow_run(first.id)
     assert crashed.state.is_crashed(), crashed.state
     assert "-9" in (crashed.state.message or "") or "SIGKILL" in (crashed.state.message or ""), crashed.state
-    runs = _runs_of("slow", started)
+    runs = _runs_of("held", started)
     assert sorted(r.state.name for r in runs) == ["Completed", "Crashed"]
     assert wrong == []
 
@@ -144,4 +158,4 @@ def _runs_of(table: str, since: float) -> list:
 
 
 def _running(since: float):
-    return next((r for r in _runs_of("slow", since) if r.state.is_running() and r.infrastructure_pid), None)
+    return next((r for r in _runs_of("held", since) if r.state.is_running() and r.infrastructure_pid), None)
