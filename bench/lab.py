@@ -4,7 +4,6 @@ run timestamps."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import secrets
@@ -171,31 +170,13 @@ def wait_online(pool: str, names: set[str], timeout: float = 120) -> None:
     raise RuntimeError(f"workers {sorted(names)} not online on {pool} after {timeout:.0f} s")
 
 
-def create_runs(deployment: str, tables: list[str], concurrency: int = 8) -> list[Any]:
-    """One run per table, created concurrently; returns the runs in creation order."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import PrefectHTTPStatusError
+def create_runs(deployment: str, tables: list[str]) -> list[Any]:
+    """One run per table, created as the orchestrator creates them (flows.submit); returns their ids."""
+    from flows.submit import Submission, submit_all
 
-    async def go() -> list[Any]:
-        async with get_client() as client:
-            dep = await client.read_deployment_by_name(deployment)
-            gate = asyncio.Semaphore(concurrency)
-
-            async def one(table: str) -> Any:
-                async with gate:
-                    for attempt in range(5):  # a busy SQLite-backed server answers 503 "database is locked"
-                        try:
-                            return await client.create_flow_run_from_deployment(
-                                dep.id, parameters={"table": table}, name=table
-                            )
-                        except PrefectHTTPStatusError as exc:
-                            if exc.response.status_code != 503 or attempt == 4:
-                                raise
-                            await asyncio.sleep(2**attempt)
-
-            return await asyncio.gather(*(one(t) for t in tables))
-
-    return asyncio.run(go())
+    batch = f"bench-{time.time_ns()}"
+    ids = submit_all(deployment, [Submission(t, f"{batch}:{t}", {"table": t}) for t in tables])
+    return list(ids.values())
 
 
 def wait_final(ids: list[Any], timeout: float) -> list[Any]:

@@ -65,8 +65,7 @@ def gap(repeat: int) -> list[str]:
             gaps: list[float] = []
             with L.workers(lab, f"bench-{kind}", kind, 3, config, kind):
                 for _ in range(repeat):
-                    runs = L.create_runs(deployment, names)
-                    final = L.wait_final([r.id for r in runs], 1800)
+                    final = L.wait_final(L.create_runs(deployment, names), 1800)
                     assert all(r.state.is_completed() for r in final), [r.state for r in final]
                     gaps += L.slot_gaps(final)
             figures[kind] = gaps
@@ -89,8 +88,7 @@ def makespan(repeat: int) -> list[str]:
         with L.workers(lab, "bench-makespan", "etlctl", 3, config, "mk"):
             for _ in range(repeat):
                 begun = time.time()
-                runs = L.create_runs(deployment, names)
-                final = L.wait_final([r.id for r in runs], 1800)
+                final = L.wait_final(L.create_runs(deployment, names), 1800)
                 assert all(r.state.is_completed() for r in final)
                 span = max(r.end_time.timestamp() for r in final) - begun
                 created = max(r.created.timestamp() for r in final) - begun

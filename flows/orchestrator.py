@@ -48,19 +48,14 @@ def _submit(deployment: str, key: str, parameters: dict[str, Any], tags: list[st
 
 
 def _submit_tables(names: list[str], batch: str, tags: list[str], attempt: int) -> dict[str, UUID]:
-    """One table run per name, created concurrently; the key carries the attempt after the first."""
+    """One table run per name, created in bulk; the key carries the attempt after the first."""
     suffix = f":{attempt}" if attempt > 1 else ""
     return submit_all(
+        TABLE_DEPLOYMENT,
         [
-            Submission(
-                name,
-                TABLE_DEPLOYMENT,
-                f"{batch}:{name}{suffix}",
-                {"table": name, "batch_id": batch},
-                tuple(tags),
-            )
+            Submission(name, f"{batch}:{name}{suffix}", {"table": name, "batch_id": batch}, tuple(tags))
             for name in names
-        ]
+        ],
     )
 
 
