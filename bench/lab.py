@@ -21,8 +21,8 @@ from typing import Any
 
 import psutil
 
-from flows.fleet.processes import free_port
-from flows.fleet.server import ServerHandle, prefect_executable, signal_groups, start_server, wait_gone
+from flows.fleet.processes import free_port, prefect_executable
+from flows.fleet.server import ServerHandle, signal_groups, start_server, wait_gone
 from lab.postgres import start_cluster
 
 QUERY_SECONDS = "2"  # what `etlctl workers start`, supervisord and systemd give every worker

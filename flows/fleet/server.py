@@ -1,6 +1,7 @@
 """A local Prefect server for one machine or a test run, which another etlctl process can find and stop.
 
-The server is `prefect server start` in a session of its own: a Ctrl+C in the caller's terminal
+The server is `prefect server start` (flows.fleet.prefect_server: its SQLite writers queue for the
+lock instead of failing) in a session of its own: a Ctrl+C in the caller's terminal
 does not reach it, and stopping it signals its whole process group. Its pid and URL are written to
 `<home>/server.json` so that `etlctl server stop`, a different process, can find it later. Its home,
 database and log are private to their owner (flows.fleet.private), its log rotates by size
@@ -15,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,11 +32,12 @@ from flows.fleet.auth import CLIENT_AUTH_ENV, SERVER_AUTH_ENV
 from flows.fleet.logpipe import start_logpipe
 from flows.fleet.naming import API_ENV
 from flows.fleet.private import CHILD_UMASK, open_private, private_dir, tighten
-from flows.fleet.processes import free_port, prefect_executable, same_process, signal_groups, tree, wait_gone
+from flows.fleet.processes import free_port, same_process, signal_groups, tree, wait_gone
 
 STATE_FILE = "server.json"
 START_TIMEOUT = 120.0  # a fresh database takes ~15 s idle, over 60 s on a loaded 2-core host
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+SERVER_MODULE = "flows.fleet.prefect_server"  # `prefect server start`, SQLite writers queued
 _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 _POLL = 0.25
 
@@ -114,7 +117,7 @@ def start_server(
     port = port or free_port(_WILDCARD_TO_LOOPBACK.get(host, host))
     log_path = Path(log_path or home / "server.log")
     private_dir(log_path.parent)
-    command = [prefect_executable(), "server", "start", "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", SERVER_MODULE, "server", "start", "--host", host, "--port", str(port)]
     command.append("--ui" if ui else "--no-ui")
     log, log_reader = start_logpipe(log_path)
     try:
