@@ -7,6 +7,8 @@ build_store_sales(path, 288_000)   # TPC-DS store_sales shape: 11 integers, 12 D
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 _SERIES = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
@@ -39,9 +41,19 @@ AMOUNTS = [
 ]
 
 
-def build_narrow(path: Path, rows: int) -> None:
-    with sqlite3.connect(path) as conn:
+@contextmanager
+def _writing(path: Path) -> Iterator[sqlite3.Connection]:
+    """A WAL-mode connection, closed after a checkpoint: a source is read from its file, as a source
+    at rest is, not through the tens of MB of log its build left (which slows every reader)."""
+    with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
+        with conn:
+            yield conn
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def build_narrow(path: Path, rows: int) -> None:
+    with _writing(path) as conn:
         conn.execute(
             "CREATE TABLE narrow (id INTEGER PRIMARY KEY, taken_at DATETIME NOT NULL, label TEXT,"
             " value REAL, category VARCHAR(8))"
@@ -58,8 +70,7 @@ def build_store_sales(path: Path, rows: int) -> None:
     keys = [f"(i * {n + 7}) % {1000 + 97 * n}" for n in range(len(KEYS))]
     keys[KEYS.index("ss_item_sk")], keys[KEYS.index("ss_ticket_number")] = "i % 18000", "i / 18000"
     amounts = [f"round(((i * {n + 3}) % 99999) / 100.0, 2)" for n in range(len(AMOUNTS))]
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
+    with _writing(path) as conn:
         conn.execute(
             f"CREATE TABLE store_sales ({', '.join(columns)}, PRIMARY KEY (ss_item_sk, ss_ticket_number))"
         )
@@ -68,7 +79,7 @@ def build_store_sales(path: Path, rows: int) -> None:
 
 def touch_narrow(path: Path, changed: int) -> None:
     """`changed` rows get a new value and a later timestamp: the delta of an incremental load."""
-    with sqlite3.connect(path) as conn:
+    with _writing(path) as conn:
         conn.execute(
             "UPDATE narrow SET value = value + 1, taken_at = datetime(taken_at, '+30 days') || '.000000'"
             " WHERE id % (SELECT max(1, count(*) / ?) FROM narrow) = 0",
