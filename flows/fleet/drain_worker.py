@@ -3,9 +3,11 @@
     prefect worker start --pool etl-tables --type etlctl --limit 1 --name host-01
 
 Fast launch (docs/performance.md, "Launch"): each flow run is forked from a warm interpreter
-(flows.fleet.launcher), still one process and session per run; and when a run ends, the freed slot
-claims the next scheduled run at once instead of at the next poll. While every slot is busy the
-worker does not poll at all, so a busy fleet asks the server less than Prefect's worker does.
+(flows.fleet.launcher), still one process and session per run; when a run ends, the freed slot
+claims the next scheduled run at once instead of at the next poll, and an idle worker claims a run
+as soon as Prefect's event stream says it was scheduled (flows.fleet.schedule_watch). While every
+slot is busy the worker does not poll at all, so a busy fleet asks the server less than Prefect's
+worker does.
 
 Prefect's own worker swallows the first SIGTERM and keeps claiming runs, and the second one kills
 it while its flow runs live on in their own process groups (see docs/operations.md). This worker
@@ -44,6 +46,7 @@ from flows.fleet.naming import DRAIN_ENV, WORKER_TYPE, host_of_worker
 from flows.fleet.orphans import Submissions, release_orphaned_claims
 from flows.fleet.processes import flow_run_processes
 from flows.fleet.read_cache import CachedReads
+from flows.fleet.schedule_watch import wake_on_schedule
 
 DEFAULT_DRAIN_SECONDS = 600.0
 CRASH_REPORT_SECONDS = 20.0
@@ -66,7 +69,7 @@ class DrainingProcessWorker(ProcessWorker):
         self._fork_server = ForkServer()
         self._cached_reads: CachedReads | None = None
         self._labelled: dict[Any, anyio.Event] = {}
-        self._slot_freed = anyio.Event()
+        self._claim_soon = anyio.Event()
         self._poll_lock = anyio.Lock()
         self._host_drain_flag = False
         self._orphans_checked = False
@@ -142,7 +145,8 @@ class DrainingProcessWorker(ProcessWorker):
                 group.start_soon(run_worker)
                 await group.start(self._hold_executor_context)
                 group.start_soon(self._warm_up)
-                group.start_soon(self._claim_when_a_slot_frees)
+                group.start_soon(self._claim_when_woken)
+                group.start_soon(self._wake_on_schedule)
                 group.start_soon(self._check_orphans)
                 await self._drained()
                 group.cancel_scope.cancel()
@@ -231,13 +235,24 @@ class DrainingProcessWorker(ProcessWorker):
 
     def _release_limit_slot(self, flow_run_id: Any) -> None:
         super()._release_limit_slot(flow_run_id)
-        self._slot_freed.set()
+        self._wake()
 
-    async def _claim_when_a_slot_frees(self) -> None:
-        """Poll once as soon as a run ends (or a claim is lost to another worker), not at the next tick."""
+    def _wake(self) -> None:
+        """Ask `_claim_when_woken` for a poll (the event is replaced after each wait: never bind it)."""
+        self._claim_soon.set()
+
+    async def _wake_on_schedule(self) -> None:
+        """Poll as soon as a run is scheduled in the pool (flows.fleet.schedule_watch)."""
+        while not getattr(self, "_has_successfully_synced", False) or self._work_pool is None:
+            await anyio.sleep(0.2)
+        await wake_on_schedule(self._work_pool.id, self._wake, self._logger)
+
+    async def _claim_when_woken(self) -> None:
+        """Poll once as soon as a run ends (or a claim is lost to another worker) or a run is
+        scheduled, not at the next tick; wakes during a poll make one more poll after it."""
         while True:
-            await self._slot_freed.wait()
-            self._slot_freed = anyio.Event()
+            await self._claim_soon.wait()
+            self._claim_soon = anyio.Event()
             if not getattr(self, "is_setup", False):
                 continue
             try:
@@ -245,7 +260,7 @@ class DrainingProcessWorker(ProcessWorker):
                     async with self._poll_lock:  # the drain flag read at the last timed poll stands
                         await self._claim(recheck_drain=False)
             except Exception as exc:  # the timed poll carries on regardless
-                self._logger.warning("Immediate poll after a run ended failed: %s", exc)
+                self._logger.warning("Immediate poll failed: %s", exc)
 
     async def _hold_executor_context(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         """One executor context (API client, cancellation observer, control channel) for every run
