@@ -38,6 +38,10 @@ UNKNOWN_EXIT = 1
 CLOSE_WAIT = 10.0  # the fork server died before telling how the run ended
 CONCLUSION_POLL = 0.02  # a dict lookup: how soon a reported final state frees the slot
 FINAL_STATE_TYPES = frozenset(state.value for state in TERMINAL_STATES)
+# Prefect's own switch for "worker subprocesses that inherit a known-compatible server configuration"
+# (its description): the worker checked the server's version when it started, and each run's
+# process would otherwise ask again (GET /admin/version) before its flow could start.
+VERSION_CHECK_ENV = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"
 
 log = get_logger("etlctl.launcher")
 
@@ -91,12 +95,26 @@ class ForkServer:
         return self._process.pid if self._process and self._process.poll() is None else None
 
     async def fork(
-        self, flow_run_id: str, env: Mapping[str, str], cwd: Path, quiet: bool, nice: int | None = None
+        self,
+        flow_run_id: str,
+        env: Mapping[str, str],
+        cwd: Path,
+        quiet: bool,
+        nice: int | None = None,
+        snapshot: str | None = None,
     ) -> tuple[int, anyio.abc.SocketStream]:
-        """Fork a child for the run; returns its pid and the stream its exit status will come on."""
-        request = {"flow_run_id": flow_run_id, "env": dict(env), "cwd": str(cwd), "quiet": quiet}
+        """Fork a child for the run; returns its pid and the stream its exit status will come on.
+        `snapshot`: the run as claimed (JSON), so that the child does not read it again."""
+        request: dict[str, Any] = {
+            "flow_run_id": flow_run_id,
+            "env": dict(env),
+            "cwd": str(cwd),
+            "quiet": quiet,
+        }
         if nice is not None:
             request["nice"] = nice
+        if snapshot is not None:
+            request["flow_run"] = snapshot
         for _ in range(3):
             path = await self.start()
             stream = await anyio.connect_unix(str(path))
@@ -189,7 +207,12 @@ class WarmStarter:
         env = engine_environment(self._env, flow_run.id, control_env)
         try:
             pid, stream = await self._server.fork(
-                str(flow_run.id), env, self._cwd, not self._stream_output, self._limits.nice
+                str(flow_run.id),
+                env,
+                self._cwd,
+                not self._stream_output,
+                self._limits.nice,
+                flow_run.model_dump_json(),
             )
         except BaseException:
             if registered:
@@ -231,6 +254,7 @@ def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[st
     env: dict[str, str | None] = dict(os.environ)
     env.update(job_env or {})
     env.update(_settings_environment())
+    env.setdefault(VERSION_CHECK_ENV, "false")  # an operator's own setting stands
     return sanitize_subprocess_env(env)
 
 
