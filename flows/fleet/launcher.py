@@ -253,7 +253,7 @@ def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[st
     EngineCommandStarter builds it for `python -m prefect.engine`."""
     env: dict[str, str | None] = dict(os.environ)
     env.update(job_env or {})
-    env.update(_settings_environment())
+    env.update(settings_environment())
     env.setdefault(VERSION_CHECK_ENV, "false")  # an operator's own setting stands
     return sanitize_subprocess_env(env)
 
@@ -261,7 +261,7 @@ def base_environment(job_env: Mapping[str, str | None] | None = None) -> dict[st
 _settings_seen: list[Any] = [None, {}]
 
 
-def _settings_environment() -> dict[str, str]:
+def settings_environment() -> dict[str, str]:
     """The current Prefect settings as variables, computed again only when the settings object changes:
     dumping them costs a quarter of a second of a loaded host for every run otherwise."""
     settings = get_current_settings()
