@@ -178,7 +178,7 @@ class _Server:
             return None
         pid = os.fork()
         if pid == 0:
-            self._become_child(conn)
+            self._become_child(conn, request.get("nice"))
             return request
         self.children[pid] = conn
         _send(conn, {"pid": pid})
@@ -205,8 +205,10 @@ class _Server:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
-    def _become_child(self, conn: socket.socket) -> None:
-        """Shed everything of the server: its signals, sockets and stdin; lead a new session."""
+    def _become_child(self, conn: socket.socket, nice: int | None) -> None:
+        """Shed everything of the server: its signals, sockets and stdin; take the run's nice value
+        ([workers] nice; before any thread starts: nice is per thread), then lead a new session, so
+        that no process leading a run's session is ever seen at the server's priority."""
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
@@ -219,17 +221,17 @@ class _Server:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.close(devnull)
+        if nice is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
+            except OSError as exc:
+                print(f"etlctl: [workers] nice = {nice} not applied: {exc}", file=sys.stderr)
         os.setsid()
 
 
 def run_flow_run(request: dict[str, Any]) -> int:
     """In the forked child: become the run's environment, then do what `python -m prefect.engine` does."""
     env = request["env"]
-    if request.get("nice") is not None:  # [workers] nice; before any thread starts: nice is per thread
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
-        except OSError as exc:
-            print(f"etlctl: [workers] nice = {request['nice']} not applied: {exc}", file=sys.stderr)
     same_settings = _settings_env(env) == _settings_env(os.environ)
     os.environ.clear()
     os.environ.update(env)

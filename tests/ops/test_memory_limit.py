@@ -96,8 +96,12 @@ def _forked(worker: psutil.Process) -> dict[str, set[int]]:
     found: dict[str, set[int]] = {"server": set(), "runs": set()}
     for proc in worker.children(recursive=True):
         with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if "flows.fleet.forkserver" in proc.cmdline():
-                found["runs" if os.getsid(proc.pid) == proc.pid else "server"].add(proc.nice())
+            if "flows.fleet.forkserver" not in proc.cmdline():
+                continue
+            if proc.ppid() == worker.pid:  # the fork server, started by the worker
+                found["server"].add(proc.nice())
+            elif os.getsid(proc.pid) == proc.pid:  # a run, once it leads its session (nice is set before)
+                found["runs"].add(proc.nice())
     return found
 
 
